@@ -1,0 +1,232 @@
+"""The values that flow through voicekit streams.
+
+A small, closed set of frozen dataclasses. Each stage's signature says which of them it consumes
+and which it yields; a stage passes on, unchanged, any item it does not handle.
+
+Audio travels as :class:`AudioChunk` (mono int16 samples, their rate and their start time).
+Text travels as :class:`Transcript` (from speech recognition), :class:`Token` (from an LLM) and
+:class:`Sentence` (ready for speech synthesis).
+
+>>> import numpy as np
+>>> chunk = AudioChunk(np.zeros(320, dtype=np.int16), rate=16000, t=0.5)
+>>> chunk.duration, chunk.end
+(0.02, 0.52)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ._errors import AudioError
+
+__all__ = [
+    "AudioChunk",
+    "Event",
+    "Finish",
+    "Interrupted",
+    "Sentence",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Switched",
+    "Token",
+    "ToolCall",
+    "ToolResult",
+    "Transcript",
+    "TurnEnded",
+    "TurnStarted",
+    "Usage",
+]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class AudioChunk:
+    """Mono 16-bit PCM samples at ``rate`` Hz, starting ``t`` seconds into the stream.
+
+    ``samples`` is a read-only, one-dimensional ``int16`` numpy array. Two chunks are equal when
+    their rate, start time and samples are equal.
+    """
+
+    samples: npt.NDArray[np.int16]
+    rate: int
+    t: float = 0.0
+
+    def __post_init__(self) -> None:
+        samples = self.samples
+        if not isinstance(samples, np.ndarray):
+            raise AudioError(f"AudioChunk samples must be a numpy array, got {type(samples).__name__}")
+        if samples.dtype != np.int16:
+            raise AudioError(
+                f"AudioChunk samples must be int16, got {samples.dtype}; "
+                "convert with voicekit.audio.to_int16()"
+            )
+        if samples.ndim != 1:
+            raise AudioError(f"AudioChunk samples must be mono (1-D), got shape {samples.shape}")
+        if not isinstance(self.rate, int | np.integer) or self.rate <= 0:
+            raise AudioError(f"AudioChunk rate must be a positive integer, got {self.rate!r}")
+        if samples.flags.writeable:
+            samples = samples.view()
+            samples.flags.writeable = False
+            object.__setattr__(self, "samples", samples)
+
+    @property
+    def frames(self) -> int:
+        """Number of samples."""
+        return int(self.samples.shape[0])
+
+    @property
+    def duration(self) -> float:
+        """Length in seconds."""
+        return self.samples.shape[0] / self.rate
+
+    @property
+    def end(self) -> float:
+        """Time at which this chunk ends, in seconds."""
+        return self.t + self.duration
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AudioChunk):
+            return NotImplemented
+        return (
+            self.rate == other.rate
+            and self.t == other.t
+            and np.array_equal(self.samples, other.samples)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return (
+            f"AudioChunk({self.frames} samples, rate={self.rate}, t={self.t:.3f}, "
+            f"duration={self.duration * 1000:.1f} ms)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStarted:
+    """Voice activity began at ``t`` seconds; ``params`` are the detector settings used."""
+
+    t: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechStopped:
+    """Voice activity ended at ``t`` seconds; ``params`` are the detector settings used."""
+
+    t: float
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """Recognised speech. ``final`` is False for a partial hypothesis that may still change."""
+
+    text: str
+    final: bool = True
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStarted:
+    """The user has taken the floor (barge-in point) at ``t`` seconds."""
+
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TurnEnded:
+    """The user finished a turn; ``text`` is everything they said in it."""
+
+    text: str
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    """A piece of generated text, as an LLM streams it."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """A complete request from the LLM to call a tool. ``arguments`` is the raw JSON text."""
+
+    id: str
+    name: str
+    arguments: str = "{}"
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """The result of running a tool call, as text for the LLM."""
+
+    call_id: str
+    name: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts for one LLM response. ``cached_tokens`` is part of ``prompt_tokens``."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Finish:
+    """The LLM response ended, for ``reason`` ("stop", "tool_calls", "length", …)."""
+
+    reason: str | None = "stop"
+    response_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Sentence:
+    """Text ready to be spoken."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A reply was cut off by the user; ``heard`` is the part that was played out."""
+
+    heard: str = ""
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Switched:
+    """A failover moved from one provider to the next because the first one failed."""
+
+    from_name: str
+    to_name: str
+    error: str
+
+
+Event = (
+    AudioChunk
+    | SpeechStarted
+    | SpeechStopped
+    | Transcript
+    | TurnStarted
+    | TurnEnded
+    | Token
+    | ToolCall
+    | ToolResult
+    | Usage
+    | Finish
+    | Sentence
+    | Interrupted
+    | Switched
+)
+"""Any item a voicekit stage yields."""
