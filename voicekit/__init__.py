@@ -1,37 +1,95 @@
-"""voicekit: voice agents as compositions of async-generator stages."""
+"""voicekit: voice agents as compositions of async-generator stages.
+
+>>> import voicekit as vk
+>>> import asyncio
+>>> asyncio.run(vk.collect(["Hi", "there"] | vk.tap(print)))
+Hi
+there
+['Hi', 'there']
+"""
 
 from . import events, ops, session
-from ._errors import *  # noqa: F403
-from ._errors import __all__ as _errors_all
-from .events import *  # noqa: F403
-from .events import __all__ as _events_all
+from ._errors import (
+    AudioError,
+    ConfigError,
+    ProtocolError,
+    ProviderConnectError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderStatusError,
+    ProviderStreamError,
+    ProviderTimeout,
+    SessionError,
+    StageError,
+    VoicekitError,
+)
 from ._frozen import FrozenDict, freeze, thaw
+from .events import (
+    AudioChunk,
+    Event,
+    Finish,
+    Interrupted,
+    Sentence,
+    SpeechStarted,
+    SpeechStopped,
+    Switched,
+    Token,
+    ToolCall,
+    ToolResult,
+    Transcript,
+    TurnEnded,
+    TurnStarted,
+    Usage,
+)
 from .ops import Flow, Stage, collect, failover, parallel, stage, switch_map, tap
 from .session import Session, hash_caller, new_call_id
 
 __version__ = "0.1.0"
 
-__all__ = sorted(
-    [
-        *_errors_all,
-        *_events_all,
-        "Flow",
-        "FrozenDict",
-        "Session",
-        "freeze",
-        "hash_caller",
-        "new_call_id",
-        "session",
-        "thaw",
-        "Stage",
-        "__version__",
-        "collect",
-        "events",
-        "failover",
-        "ops",
-        "parallel",
-        "stage",
-        "switch_map",
-        "tap",
-    ]
-)
+__all__ = [
+    "AudioChunk",
+    "AudioError",
+    "ConfigError",
+    "Event",
+    "Finish",
+    "Flow",
+    "FrozenDict",
+    "Interrupted",
+    "ProtocolError",
+    "ProviderConnectError",
+    "ProviderError",
+    "ProviderResponseError",
+    "ProviderStatusError",
+    "ProviderStreamError",
+    "ProviderTimeout",
+    "Sentence",
+    "Session",
+    "SessionError",
+    "SpeechStarted",
+    "SpeechStopped",
+    "Stage",
+    "StageError",
+    "Switched",
+    "Token",
+    "ToolCall",
+    "ToolResult",
+    "Transcript",
+    "TurnEnded",
+    "TurnStarted",
+    "Usage",
+    "VoicekitError",
+    "__version__",
+    "collect",
+    "events",
+    "failover",
+    "freeze",
+    "hash_caller",
+    "new_call_id",
+    "ops",
+    "parallel",
+    "session",
+    "stage",
+    "switch_map",
+    "tap",
+    "thaw",
+]

@@ -7,7 +7,7 @@ that does not know voicekit::
 
     VoicekitError
     ├── StageError            a stage raised a non-voicekit exception; the original is __cause__
-    ├── AudioError            bad audio: corrupt/empty file, wrong dtype or rate, NaN samples (ValueError)
+    ├── AudioError            bad audio: corrupt/empty file, wrong dtype/rate, NaN (ValueError)
     ├── ConfigError           a bad endpoint, preset or option value (ValueError)
     ├── SessionError          an impossible Session update (ValueError)
     ├── ProtocolError         a peer sent a message out of sequence or malformed (ValueError)

@@ -58,7 +58,9 @@ class AudioChunk:
     def __post_init__(self) -> None:
         samples = self.samples
         if not isinstance(samples, np.ndarray):
-            raise AudioError(f"AudioChunk samples must be a numpy array, got {type(samples).__name__}")
+            raise AudioError(
+                f"AudioChunk samples must be a numpy array, got {type(samples).__name__}"
+            )
         if samples.dtype != np.int16:
             raise AudioError(
                 f"AudioChunk samples must be int16, got {samples.dtype}; "

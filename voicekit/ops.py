@@ -125,7 +125,7 @@ async def _open(source: Any) -> _Opened:
 
 
 async def _close_all(gens: Sequence[Any], opened: _Opened | None) -> None:
-    """Close ``gens`` in reverse order (downstream first), then the source. Raise the first error."""
+    """Close ``gens`` downstream first, then the source; raise the first error met."""
     first: BaseException | None = None
     for gen in reversed(gens):
         aclose = getattr(gen, "aclose", None)

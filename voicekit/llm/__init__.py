@@ -1,0 +1,1 @@
+"""LLM providers: stateless async-generator functions over explicit endpoint and session values."""
