@@ -1,0 +1,377 @@
+"""Stream a reply from any OpenAI-compatible ``/chat/completions`` endpoint.
+
+:func:`chat` is an async generator: it sends one request and yields, as they arrive,
+:class:`~voicekit.Token` (text deltas), complete :class:`~voicekit.ToolCall` s, one
+:class:`~voicekit.Usage` and a final :class:`~voicekit.Finish`. It keeps no state between calls:
+everything comes from the :class:`~voicekit.llm.Endpoint`, the messages and the optional
+:class:`~voicekit.Session`.
+
+    from voicekit.llm import chat, ollama
+    async for event in chat(ollama(), [{"role": "user", "content": "hi"}]):
+        print(event)
+
+Failures are :class:`~voicekit.ProviderError` s with a message naming the endpoint (never the key):
+:class:`~voicekit.ProviderConnectError` (could not connect — tried ``retry.connect`` more times —
+or the connection dropped), :class:`~voicekit.ProviderTimeout`,
+:class:`~voicekit.ProviderStatusError` (non-2xx; the body quoted, truncated),
+:class:`~voicekit.ProviderStreamError` (wrong content type, malformed JSON, a stream cut off before
+``[DONE]``) and :class:`~voicekit.ProviderResponseError` (an ``error`` object inside the stream).
+
+Stopping early — ``break`` inside ``aclosing``, ``aclose()``, or cancelling the task (barge-in) —
+closes the HTTP response at once, also while still waiting for the first byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import ssl
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+from httpx_sse import aconnect_sse
+from returns.future import FutureResult
+from returns.result import Failure, Result, Success
+
+from .._errors import (
+    ProviderConnectError,
+    ProviderError,
+    ProviderResponseError,
+    ProviderStatusError,
+    ProviderStreamError,
+    ProviderTimeout,
+)
+from ..events import Finish, Token, ToolCall, Usage
+from ..session import Session
+from .endpoint import Endpoint
+from .request import Messages, build_request
+
+__all__ = ["LLMEvent", "chat", "complete"]
+
+LLMEvent = Token | ToolCall | Usage | Finish
+"""What :func:`chat` yields."""
+
+BODY_QUOTE_LIMIT = 500
+"""How many characters of an error body are quoted in a :class:`ProviderStatusError`."""
+
+_DRAIN_SECONDS = 0.25  # after [DONE]: read the (normally empty) rest so the connection is reused
+_ssl_context: ssl.SSLContext | None = None
+
+
+def _default_ssl() -> ssl.SSLContext:
+    """One shared TLS context: building one costs milliseconds, so it is made once."""
+    global _ssl_context
+    if _ssl_context is None:
+        _ssl_context = httpx.create_ssl_context()
+    return _ssl_context
+
+
+def new_client() -> httpx.AsyncClient:
+    """A client like the one :func:`chat` makes when none is given (reuse it across calls)."""
+    return httpx.AsyncClient(verify=_default_ssl(), follow_redirects=False)
+
+
+def http_timeout(endpoint: Endpoint) -> httpx.Timeout:
+    """The httpx timeout for an endpoint: ``timeout`` for read/write/pool, its connect budget."""
+    return httpx.Timeout(endpoint.timeout, connect=endpoint.effective_connect_timeout)
+
+
+def _quote(text: str) -> str:
+    text = text.strip()
+    return text if len(text) <= BODY_QUOTE_LIMIT else text[:BODY_QUOTE_LIMIT] + "…"
+
+
+async def _read_capped(response: httpx.Response, limit: int = 65536) -> str:
+    """Up to ``limit`` bytes of the body, decoded leniently."""
+    data = bytearray()
+    async for piece in response.aiter_bytes():
+        data += piece
+        if len(data) >= limit:
+            break
+    return bytes(data[:limit]).decode(response.encoding or "utf-8", errors="replace")
+
+
+def _error_message(body: str) -> str | None:
+    """``error.message`` (or ``message``/``detail``) out of a JSON error body, if any."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    error = data.get("error", data)
+    if isinstance(error, str):
+        return error
+    if isinstance(error, Mapping):
+        for key in ("message", "detail", "msg"):
+            if isinstance(error.get(key), str):
+                return str(error[key])
+    return None
+
+
+async def _status_error(endpoint: Endpoint, response: httpx.Response) -> ProviderStatusError:
+    body = await _read_capped(response)
+    quoted = _quote(body)
+    detail = _error_message(body)
+    reason = response.reason_phrase or ""
+    message = (
+        f"{endpoint.name} ({endpoint.chat_url}) answered HTTP {response.status_code} {reason}"
+    ).rstrip()
+    message += f": {_quote(detail)}" if detail else (f": {quoted}" if quoted else "")
+    return ProviderStatusError(
+        message, status_code=response.status_code, body=quoted, provider=endpoint.name
+    )
+
+
+def _usage(data: Mapping[str, Any]) -> Usage:
+    """Usage from an OpenAI-style ``usage`` object (cached and reasoning tokens if reported)."""
+    prompt_details = data.get("prompt_tokens_details") or {}
+    cached = prompt_details.get("cached_tokens") or data.get("prompt_cache_hit_tokens") or 0
+    completion_details = data.get("completion_tokens_details") or {}
+    return Usage(
+        prompt_tokens=int(data.get("prompt_tokens") or 0),
+        completion_tokens=int(data.get("completion_tokens") or 0),
+        cached_tokens=int(cached),
+        reasoning_tokens=int(completion_details.get("reasoning_tokens") or 0),
+    )
+
+
+def _merge_tool_deltas(pending: dict[int, list[Any]], deltas: Sequence[Any]) -> None:
+    """Accumulate tool-call fragments by index: id and name overwrite, arguments append."""
+    for position, delta in enumerate(deltas):
+        index = delta.get("index", position)
+        entry = pending.get(index)
+        if entry is None:
+            entry = pending[index] = ["", "", []]
+        if delta.get("id"):
+            entry[0] = delta["id"]
+        function = delta.get("function")
+        if function:
+            if function.get("name"):
+                entry[1] = function["name"]
+            arguments = function.get("arguments")
+            if arguments:
+                entry[2].append(arguments if isinstance(arguments, str) else json.dumps(arguments))
+
+
+def _flush_tools(endpoint: Endpoint, pending: dict[int, list[Any]]) -> list[ToolCall]:
+    """The accumulated tool calls, complete, in index order (and forget them)."""
+    calls = []
+    for index in sorted(pending):
+        call_id, name, arguments = pending[index]
+        if not name:
+            raise ProviderStreamError(
+                f"{endpoint.name} streamed tool call #{index} without a function name",
+                provider=endpoint.name,
+            )
+        calls.append(ToolCall(call_id or f"call_{index}", name, "".join(arguments) or "{}"))
+    pending.clear()
+    return calls
+
+
+def _stream_error(endpoint: Endpoint, error: Any) -> ProviderResponseError:
+    if isinstance(error, Mapping):
+        message = str(error.get("message") or error.get("detail") or json.dumps(error))
+        code = error.get("code") or error.get("type")
+    else:
+        message, code = str(error), None
+    return ProviderResponseError(
+        f"{endpoint.name} reported an error mid-stream: {_quote(message)}",
+        code=None if code is None else str(code),
+        provider=endpoint.name,
+    )
+
+
+async def chat(
+    endpoint: Endpoint,
+    messages: Messages,
+    /,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    session: Session | None = None,
+    client: httpx.AsyncClient | None = None,
+    system: str | None = None,
+) -> AsyncIterator[LLMEvent]:
+    """Stream one reply: Tokens as they come, ToolCalls once complete, Usage, then Finish.
+
+    ``messages``: OpenAI-style dicts, or a Session (its messages; also the default ``session``).
+    ``tools``: function schemas. ``session``: where the session signals come from (call id,
+    caller hash). ``client``: an ``httpx.AsyncClient`` to reuse (kept open); without one a
+    client is made and closed for this call. ``system``: the system instruction.
+    """
+    request = build_request(endpoint, messages, tools=tools, session=session, system=system)
+    content = request.content()
+    timeout = http_timeout(endpoint)
+    name = endpoint.name
+    http = client if client is not None else new_client()
+    connect_left, status_left = endpoint.retry.connect, endpoint.retry.status
+    received = 0  # events parsed so far
+    try:
+        while True:
+            started = False
+            try:
+                async with aconnect_sse(
+                    http,
+                    "POST",
+                    request.url,
+                    headers=request.fresh_headers(),
+                    content=content,
+                    timeout=timeout,
+                ) as source:
+                    started = True
+                    response = source.response
+                    if not response.is_success:
+                        error = await _status_error(endpoint, response)
+                        if status_left and response.status_code in endpoint.retry.statuses:
+                            status_left -= 1
+                            await asyncio.sleep(endpoint.retry.backoff)
+                            continue
+                        raise error
+                    content_type = response.headers.get("content-type", "")
+                    if "text/event-stream" not in content_type:
+                        body = _quote(await _read_capped(response, 4096))
+                        raise ProviderStreamError(
+                            f"{name} answered with content type {content_type or 'none'!r}, "
+                            f'not an event stream (does it support "stream": true?): {body}',
+                            provider=name,
+                        )
+                    pending: dict[int, list[Any]] = {}
+                    usage: Mapping[str, Any] | None = None
+                    finish: str | None = None
+                    response_id: str | None = None
+                    done = False
+                    events = source.aiter_sse()
+                    try:
+                        async for sse in events:
+                            data = sse.data
+                            if data == "[DONE]":
+                                done = True
+                                break
+                            if not data:
+                                continue  # an empty keep-alive event
+                            try:
+                                chunk = json.loads(data)
+                            except ValueError:
+                                raise ProviderStreamError(
+                                    f"{name} sent malformed JSON in stream event "
+                                    f"#{received + 1}: {_quote(data)[:200]!r}",
+                                    provider=name,
+                                ) from None
+                            received += 1
+                            if type(chunk) is not dict:
+                                if sse.event == "error":
+                                    raise _stream_error(endpoint, chunk)
+                                raise ProviderStreamError(
+                                    f"{name} sent a stream event that is not a JSON object: "
+                                    f"{_quote(data)[:200]!r}",
+                                    provider=name,
+                                )
+                            if "error" in chunk or sse.event == "error":
+                                raise _stream_error(endpoint, chunk.get("error", chunk))
+                            choices = chunk.get("choices")
+                            if choices:
+                                choice = choices[0]
+                                delta = choice.get("delta")
+                                if delta:
+                                    text = delta.get("content")
+                                    if text:
+                                        yield Token(text)
+                                    calls = delta.get("tool_calls")
+                                    if calls:
+                                        _merge_tool_deltas(pending, calls)
+                                reason = choice.get("finish_reason")
+                                if reason:
+                                    finish = reason
+                                    for call in _flush_tools(endpoint, pending):
+                                        yield call
+                            found = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
+                            if found:
+                                usage = found
+                            if response_id is None:
+                                response_id = chunk.get("id")
+                        if not done and finish is None:
+                            raise ProviderStreamError(
+                                f"{name}'s stream ended after {received} events without "
+                                "[DONE] or a finish_reason: the reply was cut off",
+                                provider=name,
+                            )
+                        for call in _flush_tools(endpoint, pending):
+                            yield call
+                        if usage is not None:
+                            yield _usage(usage)
+                        yield Finish(finish, response_id)
+                        if done:
+                            with contextlib.suppress(TimeoutError, httpx.HTTPError):
+                                async with asyncio.timeout(_DRAIN_SECONDS):
+                                    async for _ in events:
+                                        pass
+                    finally:
+                        await events.aclose()
+                return
+            except httpx.TimeoutException as exc:
+                phase = type(exc).__name__.replace("Timeout", "").lower() or "read"
+                limit = (
+                    endpoint.effective_connect_timeout if phase == "connect" else endpoint.timeout
+                )
+                raise ProviderTimeout(
+                    f"{name} ({endpoint.base_url}) timed out: no {phase} progress within "
+                    f"{limit:g} s" + (f" after {received} events" if received else ""),
+                    provider=name,
+                ) from exc
+            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if not started and connect_left:
+                    connect_left -= 1
+                    await asyncio.sleep(endpoint.retry.backoff)
+                    continue
+                what = (
+                    f"could not connect to {name} at {endpoint.base_url}"
+                    if not started
+                    else f"the connection to {name} dropped mid-stream after {received} events"
+                )
+                raise ProviderConnectError(
+                    f"{what}: {exc or type(exc).__name__}", provider=name
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise ProviderConnectError(
+                    f"request to {name} ({endpoint.base_url}) failed: {type(exc).__name__}: {exc}",
+                    provider=name,
+                ) from exc
+    finally:
+        if client is None:
+            await http.aclose()
+
+
+def complete(
+    endpoint: Endpoint,
+    messages: Messages,
+    /,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None = None,
+    session: Session | None = None,
+    client: httpx.AsyncClient | None = None,
+    system: str | None = None,
+) -> FutureResult[str, ProviderError]:
+    """The whole reply text, as a lazy ``FutureResult`` (Failure: the ProviderError).
+
+    Nothing is sent until it is awaited; awaiting gives an ``IOResult``::
+
+        result = await complete(ollama(), [{"role": "user", "content": "hi"}])
+    """
+
+    async def run() -> Result[str, ProviderError]:
+        parts: list[str] = []
+        stream = chat(
+            endpoint, messages, tools=tools, session=session, client=client, system=system
+        )
+        try:
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    if type(event) is Token:
+                        parts.append(event.text)
+        except ProviderError as exc:
+            return Failure(exc)
+        return Success("".join(parts))
+
+    return FutureResult(run())
