@@ -244,6 +244,7 @@ class SSEServer:
         self.requests: list[Recorded] = []
         self.disconnects: list[Disconnect] = []
         self.models = ["test-model", "other-model"]
+        self.connections = 0  # TCP connections accepted so far
         self._queue: deque[Reply] = deque()
         self._server: asyncio.Server | None = None
         self._connections: set[_Connection] = set()
@@ -344,6 +345,7 @@ class _Connection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
+        self.server.connections += 1
         self.server._connections.add(self)
         self.task = asyncio.get_running_loop().create_task(self._serve())
 
