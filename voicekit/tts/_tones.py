@@ -21,6 +21,7 @@ __all__ = ["synthesize_tones", "tones"]
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _BASE_MS, _PER_LETTER_MS, _GAP_MS, _FADE_MS = 60, 10, 40, 5
 _AMPLITUDE = 0.3  # about -13 dBFS RMS: plainly "speech" to an energy VAD
+_HUM_AMPLITUDE, _HUM_HZ = 0.03, 150.0  # between words: about -33 dBFS, so a VAD hears no pause
 
 
 def words(text: str) -> list[str]:
@@ -45,16 +46,22 @@ def _tone(word: str, rate: int) -> npt.NDArray[np.float64]:
     return wave
 
 
+def _hum(rate: int) -> npt.NDArray[np.float64]:
+    n = round(rate * _GAP_MS / 1000)
+    return _HUM_AMPLITUDE * np.sin(2 * np.pi * _HUM_HZ * np.arange(n) / rate)
+
+
 def synthesize_tones(text: str, *, rate: int = 16000) -> tuple[npt.NDArray[np.int16], int]:
     """The audio :func:`tones` makes for ``text``: per word, a tone of 60 ms + 10 ms per letter
-    (its pitch a hash of the word) and then 40 ms of silence. Deterministic.
+    (its pitch a hash of the word) and then a 40 ms low hum (quiet, but loud enough that a VAD
+    hears one stretch of speech per sentence). Deterministic.
 
     >>> samples, rate = synthesize_tones("Hi there.")
     >>> len(samples) / rate  # (60 + 20 + 40) + (60 + 50 + 40) ms
     0.27
     """
     rate = check_rate(rate)
-    gap = np.zeros(round(rate * _GAP_MS / 1000))
+    gap = _hum(rate)
     parts = [part for word in words(text) for part in (_tone(word, rate), gap)]
     if not parts:
         return np.zeros(0, np.int16), rate
