@@ -34,11 +34,22 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pydantic
+from openai.types.realtime import ResponseCancelEvent
+from openai.types.responses.responses_client_event import ResponseCreate
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
 from websockets.server import ServerProtocol
 
-__all__ = ["Connection", "Recorded", "Reply", "ResponsesServer", "comparable", "echo_text"]
+__all__ = [
+    "Connection",
+    "Recorded",
+    "Reply",
+    "ResponsesServer",
+    "check_client_event",
+    "comparable",
+    "echo_text",
+]
 
 Send = Callable[[Mapping[str, Any]], Awaitable[None]]
 
@@ -60,6 +71,7 @@ class Reply:
     ignore_cancel: bool = False  # keep streaming after response.cancel
     reject_cancel: bool = False  # answer response.cancel with an error event
     cancel_delay: float = 0.0  # after a cancel, wait this long before the terminal event
+    start_delay: float = 0.0  # wait this long before response.created
 
 
 @dataclass
@@ -85,6 +97,36 @@ class Connection:
     messages: list[dict[str, Any]] = field(default_factory=list)
     cache: dict[str, tuple[list[Any], list[Any]]] = field(default_factory=dict)
     closed_by_server: str = ""
+
+
+_CLIENT_EVENTS: dict[str, type[pydantic.BaseModel]] = {
+    "response.create": ResponseCreate,
+    "response.cancel": ResponseCancelEvent,
+}
+
+
+def check_client_event(message: Mapping[str, Any], *, websocket: bool = True) -> list[str]:
+    """What is wrong with a client event, judged by the ``openai`` package's own types.
+
+    Dispatches on ``type`` first, then rejects keys the type does not declare (the SDK models
+    would silently accept them) and validates the values. An HTTP body is checked as the
+    ``response.create`` it mirrors.
+    """
+    kind = message.get("type")
+    model = _CLIENT_EVENTS.get(str(kind))
+    if model is None:
+        return [f"unknown client event type {kind!r}"]
+    problems = []
+    unknown = sorted(set(message) - set(model.model_fields))
+    if unknown:
+        problems.append(f"{kind}: keys the openai types do not declare: {unknown}")
+    if websocket and kind == "response.create" and "stream" in message:
+        problems.append("response.create over a WebSocket must not carry 'stream'")
+    try:
+        model.model_validate(dict(message))
+    except pydantic.ValidationError as exc:
+        problems.append(f"{kind}: {str(exc)[:2000]}")
+    return problems
 
 
 def _text_of(content: Any) -> str:
@@ -138,6 +180,8 @@ class ResponsesServer:
         self.connections: list[Connection] = []
         self.replies: deque[Reply] = deque()
         self.close_after_connect = 0
+        self.reject_all_cancels = False  # answer every response.cancel with an error
+        self.problems: list[str] = []  # client events the openai types reject
         self._server: asyncio.Server | None = None
         self._ids = itertools.count(1)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -260,6 +304,9 @@ class ResponsesServer:
         body = json.loads(raw or b"{}")
         record = Recorded("http", path, headers, body, len(raw))
         self.requests.append(record)
+        if path == "/v1/responses":
+            event = {"type": "response.create", **body}
+            self.problems.extend(check_client_event(event, websocket=False))
         if path == "/v1/chat/completions":
             await self._chat(body, record, writer)
             return
@@ -297,7 +344,10 @@ class ResponsesServer:
             writer.write(f"event: {event['type']}\ndata: {json.dumps(event)}\n\n".encode())
             await writer.drain()
 
-        await self._stream(send, body, context, reply, record, abort=writer.transport.abort)
+        try:
+            await self._stream(send, body, context, reply, record, abort=writer.transport.abort)
+        except ConnectionError:
+            record.answered = "client_gone"  # the client closed the response mid-stream
 
     async def _chat(
         self, body: dict[str, Any], record: Recorded, writer: asyncio.StreamWriter
@@ -430,17 +480,18 @@ class ResponsesServer:
         active: dict[str, tuple[Reply, _Cancelled]],
     ) -> None:
         message = json.loads(raw)
+        self.problems.extend(check_client_event(message))
+        connection.messages.append(dict(message))
         message["_size"] = len(raw)
-        connection.messages.append(message)
         kind = message.get("type")
         if kind == "response.create":
             await queue.put(message)
         elif kind == "response.cancel":
             found = active.get(str(message.get("response_id")))
-            if found is None:
+            if found is None and not self.reject_all_cancels:
                 return  # already finished: nothing to cancel
-            reply, cancelled = found
-            if reply.reject_cancel:
+            reply, cancelled = found or (Reply(reject_cancel=True), _Cancelled())
+            if reply.reject_cancel or self.reject_all_cancels:
                 error = {
                     "type": "invalid_request_error",
                     "code": "unknown_event_type",
@@ -564,6 +615,8 @@ class ResponsesServer:
         async def emit(kind: str, **fields: Any) -> None:
             await send({"type": kind, "sequence_number": next(seq), **fields})
 
+        if reply.start_delay:
+            await asyncio.sleep(reply.start_delay)
         await emit("response.created", response=response("in_progress", []))
         await emit("response.in_progress", response=response("in_progress", []))
         text = echo_text(context) if reply.text is None and not reply.tool_calls else reply.text
@@ -673,7 +726,7 @@ class ResponsesServer:
             if reply.usage
             else {
                 "input_tokens": len(json.dumps(context)) // 4,
-                "input_tokens_details": {"cached_tokens": 0},
+                "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
                 "output_tokens": max(1, len(text or "") // 4),
                 "output_tokens_details": {"reasoning_tokens": 0},
             }
