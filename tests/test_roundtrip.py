@@ -1,0 +1,140 @@
+"""Round trip through the offline stack: Piper speaks, the VAD cuts, Whisper transcribes back."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import re
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pytest
+
+from voicekit import AudioChunk, Sentence, Transcript, stt, tts
+from voicekit import _compute as compute
+from voicekit.audio import from_array
+from voicekit.vad import vad
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "Please schedule a meeting with the design team for next Tuesday afternoon.",
+    "The weather today is sunny with a high of seventy two degrees.",
+    "Can you tell me how to get to the nearest train station?",
+    "Voice assistants convert speech to text and then back to speech.",
+]
+
+_ONES = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
+    "nineteen",
+]  # fmt: skip
+_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
+
+
+def number_words(n: int) -> list[str]:
+    """English words for 0 ≤ n < 1000 (digits are kept as they are beyond that)."""
+    if n < 20:
+        return [_ONES[n]]
+    if n < 100:
+        return [_TENS[n // 10]] + ([_ONES[n % 10]] if n % 10 else [])
+    if n < 1000:
+        return [_ONES[n // 100], "hundred"] + (number_words(n % 100) if n % 100 else [])
+    return [str(n)]
+
+
+def normalise(text: str) -> list[str]:
+    """Lower case, punctuation and hyphens to spaces, numbers spelled out."""
+    out: list[str] = []
+    for token in re.sub(r"[^\w\s']|_", " ", text.lower()).split():
+        out += number_words(int(token)) if token.isdigit() else [token.strip("'")]
+    return [w for w in out if w]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate: (substitutions + deletions + insertions) / reference words."""
+    ref, hyp = normalise(reference), normalise(hypothesis)
+    previous = list(range(len(hyp) + 1))  # edit distances from the empty reference prefix
+    for i, word in enumerate(ref, 1):
+        current = [i]
+        for j, heard in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
+            )
+        previous = current
+    return previous[-1] / max(1, len(ref))
+
+
+def test_wer() -> None:
+    assert wer("the cat sat", "the cat sat") == 0.0
+    assert wer("the cat sat", "the bat sat") == pytest.approx(1 / 3)
+    assert wer("the cat sat", "the cat") == pytest.approx(1 / 3)
+    assert wer("the cat sat", "the cat sat down") == pytest.approx(1 / 3)
+    assert wer("the cat sat", "") == 1.0
+    assert wer("A high of seventy-two degrees!", "a high of 72 degrees") == 0.0
+    assert wer("It's 105.", "it's one hundred five") == 0.0
+    assert wer("one two", "two one") == 1.0
+
+
+@pytest.fixture(scope="module")
+def models() -> None:
+    stt.preload()
+    tts.preload()
+
+
+async def spoken(sentences: list[str]) -> list[np.ndarray]:
+    """Each sentence as Piper speaks it through the stage, at 16 kHz."""
+    parts: list[np.ndarray] = []
+    current: list[np.ndarray] = []
+    source = [Sentence(s) for s in sentences]
+    async for item in source | tts.piper(rate=16000, pass_text=True):
+        if isinstance(item, AudioChunk):
+            current.append(item.samples)
+        else:
+            parts.append(np.concatenate(current))
+            current = []
+    return parts
+
+
+async def test_piper_to_vad_to_whisper_round_trip(models: None) -> None:
+    audio = await spoken(SENTENCES)
+    pause = np.zeros(12800, np.int16)  # 0.8 s between sentences
+    joined = np.concatenate([part for a in audio for part in (pause, a)] + [pause])
+    items = await (from_array(joined, 16000) | vad() | stt.whisper()).list()
+    heard = [x.text for x in items if isinstance(x, Transcript)]
+    assert len(heard) == len(SENTENCES), heard
+    assert wer(" ".join(SENTENCES), " ".join(heard)) <= 0.10, heard
+    starts = [x.t for x in items if isinstance(x, Transcript)]
+    expected = np.cumsum([0.8 + a.shape[0] / 16000 for a in [np.zeros(0), *audio[:-1]]])
+    assert np.all(np.abs(np.array(starts) - expected) < 0.35)  # each onset found
+
+
+async def test_stt_and_tts_take_turns_on_the_cpu(models: None, monkeypatch: Any) -> None:
+    spans: list[tuple[str, float, float]] = []
+    lock = threading.Lock()
+    real = compute._locked
+
+    def timed(fn: Any, *args: Any) -> Any:
+        def inner(*a: Any) -> Any:
+            began = time.perf_counter()
+            try:
+                return fn(*a)
+            finally:
+                with lock:
+                    spans.append((threading.current_thread().name, began, time.perf_counter()))
+
+        return real(inner, *args)
+
+    monkeypatch.setattr(compute, "_locked", timed)
+    (question,) = await spoken(["What is the weather like in Rome today?"])
+    spans.clear()
+    listen = (from_array(question, 16000) | stt.whisper()).list()
+    speak = (SENTENCES[:3] | tts.piper()).list()
+    heard, said = await asyncio.gather(listen, speak)
+    assert wer("what is the weather like in rome today", heard[0].text) <= 0.15
+    assert sum(isinstance(x, AudioChunk) for x in said) > 100
+    spans.sort(key=lambda s: s[1])
+    assert len(spans) >= 4
+    for (_, _, end), (_, start, _) in itertools.pairwise(spans):
+        assert start >= end  # no two inferences overlapped
