@@ -45,6 +45,7 @@ from .._errors import (
 )
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
+from ._sse import SSEDecoder
 from .endpoint import Endpoint
 from .request import Messages, build_request
 
@@ -171,6 +172,22 @@ def _flush_tools(endpoint: Endpoint, pending: dict[int, list[Any]]) -> list[Tool
     return calls
 
 
+def _groq_usage(chunk: Mapping[str, Any]) -> Any:
+    """Groq reports streamed usage under ``x_groq.usage``."""
+    extra = chunk.get("x_groq")
+    return extra.get("usage") if isinstance(extra, Mapping) else None
+
+
+def _malformed(
+    endpoint: Endpoint, number: int, data: bytes, what: str = "malformed JSON"
+) -> ProviderStreamError:
+    text = data.decode("utf-8", "replace")
+    return ProviderStreamError(
+        f"{endpoint.name} sent {what} in stream event #{number}: {_quote(text)[:200]!r}",
+        provider=endpoint.name,
+    )
+
+
 def _stream_error(endpoint: Endpoint, error: Any) -> ProviderResponseError:
     if isinstance(error, Mapping):
         message = str(error.get("message") or error.get("detail") or json.dumps(error))
@@ -242,55 +259,50 @@ async def chat(
                     finish: str | None = None
                     response_id: str | None = None
                     done = False
-                    events = source.aiter_sse()
+                    decoder = SSEDecoder()
+                    pieces = response.aiter_bytes()
                     try:
-                        async for sse in events:
-                            data = sse.data
-                            if data == "[DONE]":
-                                done = True
+                        async for piece in pieces:
+                            for event, data in decoder.feed(piece):
+                                if data == b"[DONE]":
+                                    done = True
+                                    break
+                                if not data:
+                                    continue  # an empty keep-alive event
+                                try:
+                                    chunk = json.loads(data)
+                                except ValueError:
+                                    raise _malformed(endpoint, received + 1, data) from None
+                                received += 1
+                                if type(chunk) is not dict:
+                                    if event == "error":
+                                        raise _stream_error(endpoint, chunk)
+                                    raise _malformed(endpoint, received, data, "a non-object")
+                                if "error" in chunk or event == "error":
+                                    raise _stream_error(endpoint, chunk.get("error", chunk))
+                                choices = chunk.get("choices")
+                                if choices:
+                                    choice = choices[0]
+                                    delta = choice.get("delta")
+                                    if delta:
+                                        text = delta.get("content")
+                                        if text:
+                                            yield Token(text)
+                                        calls = delta.get("tool_calls")
+                                        if calls:
+                                            _merge_tool_deltas(pending, calls)
+                                    reason = choice.get("finish_reason")
+                                    if reason:
+                                        finish = reason
+                                        for call in _flush_tools(endpoint, pending):
+                                            yield call
+                                found = chunk.get("usage") or _groq_usage(chunk)
+                                if found:
+                                    usage = found
+                                if response_id is None:
+                                    response_id = chunk.get("id")
+                            if done:
                                 break
-                            if not data:
-                                continue  # an empty keep-alive event
-                            try:
-                                chunk = json.loads(data)
-                            except ValueError:
-                                raise ProviderStreamError(
-                                    f"{name} sent malformed JSON in stream event "
-                                    f"#{received + 1}: {_quote(data)[:200]!r}",
-                                    provider=name,
-                                ) from None
-                            received += 1
-                            if type(chunk) is not dict:
-                                if sse.event == "error":
-                                    raise _stream_error(endpoint, chunk)
-                                raise ProviderStreamError(
-                                    f"{name} sent a stream event that is not a JSON object: "
-                                    f"{_quote(data)[:200]!r}",
-                                    provider=name,
-                                )
-                            if "error" in chunk or sse.event == "error":
-                                raise _stream_error(endpoint, chunk.get("error", chunk))
-                            choices = chunk.get("choices")
-                            if choices:
-                                choice = choices[0]
-                                delta = choice.get("delta")
-                                if delta:
-                                    text = delta.get("content")
-                                    if text:
-                                        yield Token(text)
-                                    calls = delta.get("tool_calls")
-                                    if calls:
-                                        _merge_tool_deltas(pending, calls)
-                                reason = choice.get("finish_reason")
-                                if reason:
-                                    finish = reason
-                                    for call in _flush_tools(endpoint, pending):
-                                        yield call
-                            found = chunk.get("usage") or (chunk.get("x_groq") or {}).get("usage")
-                            if found:
-                                usage = found
-                            if response_id is None:
-                                response_id = chunk.get("id")
                         if not done and finish is None:
                             raise ProviderStreamError(
                                 f"{name}'s stream ended after {received} events without "
@@ -305,10 +317,10 @@ async def chat(
                         if done:
                             with contextlib.suppress(TimeoutError, httpx.HTTPError):
                                 async with asyncio.timeout(_DRAIN_SECONDS):
-                                    async for _ in events:
+                                    async for _ in pieces:
                                         pass
                     finally:
-                        await events.aclose()
+                        await pieces.aclose()
                 return
             except httpx.TimeoutException as exc:
                 phase = type(exc).__name__.replace("Timeout", "").lower() or "read"
