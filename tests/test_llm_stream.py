@@ -255,7 +255,9 @@ async def test_malformed_json(sse_server: SSEServer) -> None:
 
 async def test_non_object_chunk(sse_server: SSEServer) -> None:
     sse_server.enqueue(stream_reply([sse("[1, 2]")]))
-    with pytest.raises(ProviderStreamError, match=r"sent a non-object in stream event #1: '\[1, 2\]'"):
+    with pytest.raises(
+        ProviderStreamError, match=r"sent a non-object in stream event #1: '\[1, 2\]'"
+    ):
         await collect(endpoint(sse_server))
 
 
