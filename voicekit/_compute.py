@@ -56,7 +56,7 @@ def load_once(key: Hashable, label: str, loader: Callable[[], T]) -> T:
     """
     model = _models.get(key)
     if model is not None:
-        return model  # type: ignore[no-any-return]
+        return model
     with _registry:
         lock = _loading.setdefault(key, threading.Lock())
     with lock:
@@ -68,7 +68,7 @@ def load_once(key: Hashable, label: str, loader: Callable[[], T]) -> T:
             _models[key] = model
             elapsed = time.perf_counter() - began
             print(f"voicekit: {label} ready in {elapsed:.1f} s", file=sys.stderr, flush=True)
-    return model  # type: ignore[no-any-return]
+    return model
 
 
 async def settle(future: asyncio.Future[Any] | None) -> None:
