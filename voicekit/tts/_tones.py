@@ -83,7 +83,9 @@ async def tones(
     The audio is deterministic and its length follows the text (see :func:`synthesize_tones`),
     so tests can check timing and what was heard without a model. ``latency`` seconds pass before
     each sentence's audio, to play a slow synthesiser. Chunks, times, ordering and ``pass_text``
-    behave exactly as in :func:`~voicekit.tts.piper`; an energy VAD hears the tones as speech.
+    behave exactly as in :func:`~voicekit.tts.piper`. The energy and WebRTC detectors of
+    :mod:`voicekit.vad` hear each sentence as one stretch of speech; Silero does not (tones are
+    not speech), so pair tones with ``vad(detector=energy())`` in tests.
 
     >>> flow = tones(["Hi there.", "Bye."], chunk_ms=100)
     >>> [(c.frames, round(c.t, 2)) for c in asyncio.run(flow.list())]
