@@ -6,6 +6,23 @@
 True
 """
 
+from .adapters import (
+    CONVERSATION_START,
+    INTERRUPTED_MARKER,
+    AdapterError,
+    SystemInstructionConflict,
+    to_anthropic,
+    to_bedrock,
+    to_chat_messages,
+    to_gemini,
+    to_realtime,
+    to_responses_input,
+    tools_to_anthropic,
+    tools_to_bedrock,
+    tools_to_gemini,
+    tools_to_realtime,
+    tools_to_responses,
+)
 from .chat import LLMEvent, chat, complete, new_client
 from .endpoint import DEFAULT_USER_AGENT, KEYLESS, NO_RETRY, Endpoint, RetryPolicy
 from .presets import (
@@ -27,18 +44,28 @@ from .presets import (
     vllm,
     xai,
 )
-from .request import ChatRequest, build_request, request_headers, session_key_value
+from .request import (
+    ChatRequest,
+    build_request,
+    normalize_tools,
+    request_headers,
+    session_key_value,
+)
 from .warmup import warmup
 
 __all__ = [
+    "CONVERSATION_START",
     "DEFAULT_USER_AGENT",
+    "INTERRUPTED_MARKER",
     "KEYLESS",
     "NO_RETRY",
     "PRESETS",
+    "AdapterError",
     "ChatRequest",
     "Endpoint",
     "LLMEvent",
     "RetryPolicy",
+    "SystemInstructionConflict",
     "build_request",
     "cerebras",
     "chat",
@@ -51,6 +78,7 @@ __all__ = [
     "lmstudio",
     "mistral",
     "new_client",
+    "normalize_tools",
     "ollama",
     "openai",
     "openclaw",
@@ -58,7 +86,18 @@ __all__ = [
     "preset",
     "request_headers",
     "session_key_value",
+    "to_anthropic",
+    "to_bedrock",
+    "to_chat_messages",
+    "to_gemini",
+    "to_realtime",
+    "to_responses_input",
     "together",
+    "tools_to_anthropic",
+    "tools_to_bedrock",
+    "tools_to_gemini",
+    "tools_to_realtime",
+    "tools_to_responses",
     "vllm",
     "warmup",
     "xai",

@@ -24,6 +24,7 @@ from typing import Any
 from .._errors import ConfigError
 from .._frozen import FrozenDict, freeze, thaw
 from ..session import Session
+from .adapters import to_chat_messages
 from .endpoint import Endpoint
 
 __all__ = [
@@ -35,31 +36,6 @@ __all__ = [
 ]
 
 Messages = Sequence[Mapping[str, Any]] | Session
-
-
-def _adapter() -> Any:
-    """The shared message adapter, or the minimal local fallback if it is not installed yet."""
-    try:
-        from .adapters import to_chat_messages
-    except ImportError:  # pragma: no cover - depends on what is in the tree
-        return _plain_messages
-    return to_chat_messages
-
-
-_CHAT_KEYS = frozenset({"role", "content", "name", "tool_calls", "tool_call_id"})
-
-
-def _plain_messages(
-    messages: Sequence[Mapping[str, Any]], *, system: str | None = None, developer_role: bool = True
-) -> list[dict[str, Any]]:
-    """Minimal conversion to chat messages (used only when ``adapters`` is absent)."""
-    out: list[dict[str, Any]] = [{"role": "system", "content": system}] if system else []
-    for message in messages:
-        plain = {k: thaw(v) for k, v in message.items() if k in _CHAT_KEYS}
-        if plain.get("role") == "developer" and not developer_role:
-            plain["role"] = "user"
-        out.append(plain)
-    return out
 
 
 def session_key_value(endpoint: Endpoint, session: Session | None) -> str | None:
@@ -199,7 +175,9 @@ def build_request(
         conversation = messages
     if session is not None and not isinstance(session, Session):
         raise ConfigError(f"session must be a voicekit Session, got {type(session).__name__}")
-    chat_messages = _adapter()(conversation, system=system, developer_role=endpoint.developer_role)
+    chat_messages = to_chat_messages(
+        conversation, system=system, developer_role=endpoint.developer_role
+    )
     body: dict[str, Any] = {
         "model": endpoint.model,
         "messages": chat_messages,
