@@ -324,7 +324,7 @@ class ResponsesSocket:
             ) from cause
         self._ws = None
         self._note_death()
-        log.warning("%s: WebSocket connection lost (%s); reconnecting", self.endpoint.name, cause)
+        log.info("%s: WebSocket connection lost (%s); reconnecting", self.endpoint.name, cause)
         await self.reconnect()
 
     async def reconnect(self, reason: str = "") -> None:
