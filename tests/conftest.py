@@ -78,11 +78,13 @@ def aimock() -> Iterator[AimockPeer]:
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
         if match:
             url = match.group(1)
+    drain = threading.Thread(target=proc.stdout.read, daemon=True)
     if url is not None:  # keep reading its log so a full pipe never blocks it
-        threading.Thread(target=proc.stdout.read, daemon=True).start()
+        drain.start()
     if url is None:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
         pytest.fail("aimock did not start:\n" + "".join(seen), pytrace=False)
     try:
         yield AimockPeer(url)
@@ -93,3 +95,5 @@ def aimock() -> Iterator[AimockPeer]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        drain.join(5)
+        proc.stdout.close()
