@@ -138,3 +138,38 @@ async def test_stt_and_tts_take_turns_on_the_cpu(models: None, monkeypatch: Any)
     assert len(spans) >= 4
     for (_, _, end), (_, start, _) in itertools.pairwise(spans):
         assert start >= end  # no two inferences overlapped
+
+
+async def test_a_cancelled_inference_that_has_not_started_never_runs() -> None:
+    ran: list[str] = []
+
+    def slow(name: str) -> str:
+        time.sleep(0.2)
+        ran.append(name)
+        return name
+
+    first = asyncio.ensure_future(compute.run(slow, "first"))
+    second = asyncio.ensure_future(compute.run(slow, "second"))
+    await asyncio.sleep(0.05)  # "first" is running, "second" waits its turn
+    second.cancel()
+    assert await first == "first"
+    await asyncio.sleep(0.3)
+    assert ran == ["first"]
+
+
+async def test_queued_inference_does_not_stall_voice_activity_detection() -> None:
+    def slow() -> None:
+        time.sleep(0.1)
+
+    queued = [asyncio.ensure_future(compute.run(slow)) for _ in range(12)]  # 1.2 s of "models"
+    try:
+        began = time.perf_counter()
+        audio = np.tile(tts.synthesize_tones("one two three")[0], 10)
+        items = await (from_array(audio, 16000) | vad()).list()  # Silero, in worker threads
+        assert len(items) > 100
+        assert time.perf_counter() - began < 0.8
+        assert not all(job.done() for job in queued)
+    finally:
+        for job in queued:
+            job.cancel()
+        await asyncio.gather(*queued, return_exceptions=True)

@@ -3,10 +3,14 @@
 Speech recognition (Whisper) and synthesis (Piper) each want every core. On a small machine,
 running both at the same moment makes *both* slower than running them one after the other
 (measured on 2 cores: STT 0.73 s and TTS 0.86 s alone, 1.93 s and 2.41 s together). So every
-heavy inference goes through :func:`run`, which executes it in a worker thread while holding one
-process-wide lock, :data:`INFERENCE`: at most one STT or TTS call computes at any moment and the
-others wait their turn. Voice activity detection does *not* take the lock — it is cheap (a few
-percent of one core) and must keep up with the microphone while a transcription runs.
+heavy inference goes through :func:`run`, which queues it on one dedicated worker thread that
+holds the process-wide lock :data:`INFERENCE` while it computes: at most one STT or TTS call runs
+at any moment, the others wait in order. A queued call that is cancelled (barge-in) before it
+starts never runs, and waiting calls do not tie up the event loop's default executor, which
+voice activity detection keeps using: VAD does *not* take the lock — it is cheap (a few percent
+of one core) and must keep up with the microphone while a transcription runs. The blocking
+one-shot helpers (``voicekit.stt.transcribe``, ``voicekit.tts.synthesize``) take
+:data:`INFERENCE` in the caller's thread.
 
 Models are loaded by :func:`load_once`: lazily, once per process and key, thread-safe, with a line
 on stderr the first time (a load takes seconds). Loading does not hold :data:`INFERENCE`.
@@ -19,6 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 __all__ = ["INFERENCE", "load_once", "run", "settle"]
@@ -33,18 +38,30 @@ _loading: dict[Hashable, threading.Lock] = {}
 _registry = threading.Lock()
 
 
+_worker: ThreadPoolExecutor | None = None
+
+
 def _locked(fn: Callable[..., T], *args: Any) -> T:
     with INFERENCE:
         return fn(*args)
 
 
-async def run(fn: Callable[..., T], *args: Any) -> T:
-    """Run ``fn(*args)`` in a worker thread under :data:`INFERENCE`; await its result.
+def _inference_thread() -> ThreadPoolExecutor:
+    global _worker
+    with _registry:
+        if _worker is None:
+            _worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voicekit-inference")
+        return _worker
 
-    Cancelling the await abandons the result at once; the thread finishes its call (a model call
-    cannot be interrupted) and then releases the lock.
+
+async def run(fn: Callable[..., T], *args: Any) -> T:
+    """Run ``fn(*args)`` on the inference thread under :data:`INFERENCE`; await its result.
+
+    Cancelling the await drops a call that has not started; a call already running finishes
+    (a model call cannot be interrupted) and its result is discarded.
     """
-    return await asyncio.to_thread(_locked, fn, *args)
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_inference_thread(), _locked, fn, *args)
 
 
 def load_once(key: Hashable, label: str, loader: Callable[[], T]) -> T:
