@@ -27,8 +27,8 @@ import asyncio
 import contextlib
 import json
 import ssl
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any, cast
 
 import httpx
 from httpx_sse import aconnect_sse
@@ -210,7 +210,7 @@ async def chat(
     session: Session | None = None,
     client: httpx.AsyncClient | None = None,
     system: str | None = None,
-) -> AsyncIterator[LLMEvent]:
+) -> AsyncGenerator[LLMEvent, None]:
     """Stream one reply: Tokens as they come, ToolCalls once complete, Usage, then Finish.
 
     ``messages``: OpenAI-style dicts, or a Session (its messages; also the default ``session``).
@@ -260,7 +260,7 @@ async def chat(
                     response_id: str | None = None
                     done = False
                     decoder = SSEDecoder()
-                    pieces = response.aiter_bytes()
+                    pieces = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
                     try:
                         async for piece in pieces:
                             for event, data in decoder.feed(piece):
