@@ -23,7 +23,7 @@ from voicekit import (
     ToolCall,
     Usage,
 )
-from voicekit.llm.endpoint import Endpoint
+from voicekit.llm.endpoint import Endpoint, RetryPolicy
 from voicekit.llm.responses import respond, responses
 
 WEATHER = {
@@ -156,6 +156,19 @@ async def test_non_2xx_is_checked_before_reading_the_stream(server: ResponsesSer
         await collect(responses(bad, [{"role": "user", "content": "x"}]))
     assert info.value.status_code == 401
     assert "sk-wrong" not in str(info.value)
+
+
+async def test_listed_statuses_are_retried_when_the_endpoint_allows(
+    server: ResponsesServer,
+) -> None:
+    server.enqueue(Reply(http_status=503, message="overloaded"))
+    ep = endpoint(server, retry=RetryPolicy(status=1, backoff=0))
+    events = await collect(responses(ep, [{"role": "user", "content": "x"}]))
+    assert [r.answered for r in server.requests] == ["http 503", "completed"]
+    assert events[-1].reason == "stop"
+    server.enqueue(Reply(http_status=503, message="overloaded"))
+    with pytest.raises(ProviderStatusError, match="503: overloaded"):
+        await collect(responses(endpoint(server), [{"role": "user", "content": "x"}]))
 
 
 async def test_previous_response_id_is_never_sent_over_http(server: ResponsesServer) -> None:

@@ -183,6 +183,19 @@ async def test_a_state_from_another_connection_is_not_trusted(server: ResponsesS
     assert state_of(events).attempts == 1  # known stale: no wasted round trip
 
 
+async def test_one_response_at_a_time_per_socket(server: ResponsesServer) -> None:
+    server.delay = 0.005  # slow enough for the two to overlap if nothing serialised them
+    async with socket(server) as sock:
+        (one, _), (two, _) = await asyncio.gather(
+            turn(server, sock, Session().add_user("one")),
+            turn(server, sock, Session().add_user("two")),
+        )
+    assert reply_text(one) == "You said: one. I know 1 items."
+    assert reply_text(two) == "You said: two. I know 1 items."
+    plain = Session()
+    assert update_session(plain, [Token("no state here")]) is plain
+
+
 # -- exactly one full-context retry ---------------------------------------------------------------
 
 

@@ -72,6 +72,7 @@ class Reply:
     reject_cancel: bool = False  # answer response.cancel with an error event
     cancel_delay: float = 0.0  # after a cancel, wait this long before the terminal event
     start_delay: float = 0.0  # wait this long before response.created
+    http_status: int = 200  # over HTTP: answer with this status (and a JSON error) instead
 
 
 @dataclass
@@ -324,6 +325,11 @@ class ResponsesServer:
         context = list(body.get("input") or [])
         record.context = context
         reply = self._next_reply()
+        if reply.http_status != 200:
+            record.answered = f"http {reply.http_status}"
+            error = {"message": reply.message, "type": "server_error", "code": None}
+            await self._respond_json(writer, reply.http_status, {"error": error})
+            return
         if not body.get("stream"):
             events: list[Mapping[str, Any]] = []
 

@@ -39,6 +39,7 @@ __all__ = [
     "TERMINAL",
     "ResponseReader",
     "error_details",
+    "failure_details",
     "usage_of",
 ]
 
@@ -84,7 +85,7 @@ def error_details(event: Mapping[str, Any]) -> tuple[str, str | None]:
     return str(message), (str(code) if code else None)
 
 
-def _failure(response: Mapping[str, Any], kind: str) -> tuple[str, str | None]:
+def failure_details(response: Mapping[str, Any], kind: str) -> tuple[str, str | None]:
     """``(message, code)`` of a failed or incomplete response, with the server's message."""
     error = _mapping(response.get("error")) or _mapping(
         _mapping(response.get("status_details")).get("error")
@@ -189,7 +190,7 @@ class ResponseReader:
         self.response_id = response.get("id") or self.response_id
         self.status = response.get("status") or kind.removeprefix("response.")
         if kind != "response.completed":
-            message, code = _failure(response, kind)
+            message, code = failure_details(response, kind)
             raise ProviderResponseError(message, code=code, provider=self.provider)
         output = response.get("output")
         self.output = (

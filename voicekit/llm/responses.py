@@ -44,7 +44,7 @@ from .._errors import (
 )
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
-from ._responses_events import ResponseReader
+from ._responses_events import ResponseReader, failure_details
 from ._responses_request import conversation_of, response_body, responses_url
 from .chat import _quote, _read_capped, http_timeout, new_client
 from .endpoint import Endpoint
@@ -128,7 +128,7 @@ async def responses(
     """
     headers, content = _request(endpoint, messages, tools, session, system, stream=True)
     http = client if client is not None else new_client()
-    connect_left = endpoint.retry.connect
+    connect_left, status_left = endpoint.retry.connect, endpoint.retry.status
     reader = ResponseReader(endpoint.name)
     try:
         while True:
@@ -144,7 +144,12 @@ async def responses(
                 ) as source:
                     started = True
                     if not source.response.is_success:
-                        raise await _status_error(endpoint, source.response)
+                        error = await _status_error(endpoint, source.response)
+                        if status_left and error.status_code in endpoint.retry.statuses:
+                            status_left -= 1
+                            await asyncio.sleep(endpoint.retry.backoff)
+                            continue
+                        raise error
                     async with contextlib.aclosing(source.aiter_sse()) as events:
                         async for sse in events:
                             if not sse.data or sse.data == "[DONE]":
@@ -188,12 +193,8 @@ def _output_text(data: Any, provider: str) -> str:
         raise ProviderStreamError(f"{provider} answered with a non-object body", provider=provider)
     status = data.get("status")
     if status in ("failed", "incomplete", "cancelled"):
-        error = data.get("error") if isinstance(data.get("error"), Mapping) else {}
-        details = data.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, Mapping) else None
-        detail = error.get("message") or (f"reason {reason}" if reason else "no details given")
-        code = error.get("code") or reason
-        raise ProviderResponseError(f"response {status}: {detail}", code=code, provider=provider)
+        message, code = failure_details(data, f"response.{status}")
+        raise ProviderResponseError(message, code=code, provider=provider)
     texts = []
     for item in data.get("output") or ():
         if isinstance(item, Mapping) and item.get("type") == "message":
