@@ -1,0 +1,85 @@
+"""numpy arrays in and out of streams: :func:`from_array` and :func:`to_array`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import AudioError
+from ..events import AudioChunk
+from ..ops import Flow, Source
+from ._convert import check_rate, downmix, frames_per, to_int16
+from ._io import source_flow
+
+__all__ = ["from_array", "to_array"]
+
+
+async def _array_chunks(
+    _: Source[Any], /, *, samples: npt.NDArray[np.int16], rate: int, size: int
+) -> AsyncIterator[AudioChunk]:
+    for start in range(0, samples.shape[0], size):
+        yield AudioChunk(samples[start : start + size], rate, start / rate)
+
+
+def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Flow[AudioChunk]:
+    """Stream samples held in memory as :class:`AudioChunk` s of ``chunk_ms`` (the last may be
+    shorter).
+
+    ``samples`` are int16, or float at full scale ±1.0; mono, or (frames, channels) — channels are
+    averaged. They are converted (and copied) now, so bad samples fail here, not later.
+
+    >>> import asyncio
+    >>> flow = from_array(np.zeros(800, dtype=np.int16), 16000)
+    >>> [(c.frames, c.t) for c in asyncio.run(flow.list())]
+    [(320, 0.0), (320, 0.02), (160, 0.04)]
+    """
+    rate = check_rate(rate)
+    size = frames_per(chunk_ms, rate)
+    array = np.asarray(samples)
+    if array.ndim not in (1, 2):
+        raise AudioError(f"samples must be 1-D or (frames, channels), got shape {array.shape}")
+    pcm = to_int16(array)  # checks the dtype, and that float values are finite
+    if pcm.ndim == 2 and pcm.shape[1] > 1:
+        mono = to_int16(downmix(array))  # average the original values, not the rounded ones
+    else:
+        mono = pcm.reshape(-1).copy()
+    if mono.shape[0] == 0:
+        raise AudioError("from_array: there are no samples (0 frames)")
+    mono.flags.writeable = False
+    return source_flow(_array_chunks, "from_array", samples=mono, rate=rate, size=size)
+
+
+async def to_array(source: Source[Any]) -> tuple[npt.NDArray[np.int16], int]:
+    """Run a stream to its end and join its :class:`AudioChunk` s into one int16 array.
+
+    Returns the samples and their rate. Other items are skipped; chunks at different rates, or no
+    chunk at all, raise :class:`AudioError`.
+
+    >>> import asyncio
+    >>> samples, rate = asyncio.run(to_array(from_array(np.arange(5, dtype=np.int16), 8000)))
+    >>> samples, rate
+    (array([0, 1, 2, 3, 4], dtype=int16), 8000)
+    """
+    parts: list[npt.NDArray[np.int16]] = []
+    rate = 0
+    skipped = 0
+    flow: Flow[Any] = Flow(source)
+    async with flow.open() as items:
+        async for item in items:
+            if not isinstance(item, AudioChunk):
+                skipped += 1
+                continue
+            if not parts:
+                rate = item.rate
+            elif item.rate != rate:
+                raise AudioError(
+                    f"to_array: chunk {len(parts)} (t={item.t:.3f}s) is at {item.rate} Hz but "
+                    f"the stream began at {rate} Hz; pipe it through resample() first"
+                )
+            parts.append(item.samples)
+    if not parts:
+        raise AudioError(f"to_array: the source yielded no AudioChunk ({skipped} other items)")
+    return np.concatenate(parts), rate

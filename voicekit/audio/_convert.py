@@ -1,0 +1,113 @@
+"""Sample-format conversion (int16 ↔ float32, downmixing) and checks of audio parameters."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import AudioError
+
+__all__ = ["to_float32", "to_int16"]
+
+
+def _first_bad(x: npt.NDArray[Any]) -> str:
+    """Describe where the first non-finite value of ``x`` is, e.g. ``"sample 3 is nan"``."""
+    bad = ~np.isfinite(x)
+    flat = int(np.argmax(bad.reshape(-1)))
+    value = x.reshape(-1)[flat]
+    if x.ndim == 1:
+        where = f"sample {flat}"
+    else:
+        frame, channel = np.unravel_index(flat, x.shape)[:2]
+        where = f"frame {int(frame)}, channel {int(channel)}"
+    return f"{where} is {value}"
+
+
+def to_int16(x: npt.ArrayLike) -> npt.NDArray[np.int16]:
+    """Convert float samples (full scale ±1.0) to int16, rounding to nearest and clipping.
+
+    int16 input is returned as it is. The shape is kept, so (frames, channels) stays 2-D.
+    A plain ``astype`` would wrap around out-of-range values; this clips them instead:
+
+    >>> to_int16(np.array([0.0, 0.5, -0.5, 1.0, 1.2, -1.2]))
+    array([     0,  16384, -16384,  32767,  32767, -32768], dtype=int16)
+
+    NaN or infinite samples, and dtypes other than float or int16, raise :class:`AudioError`:
+
+    >>> to_int16(np.array([0.0, 0.1, np.nan]))
+    Traceback (most recent call last):
+    ...
+    voicekit._errors.AudioError: to_int16: sample 2 is nan; audio must be finite
+    """
+    array = np.asarray(x)
+    if array.dtype == np.int16:
+        return array
+    if not np.issubdtype(array.dtype, np.floating):
+        raise AudioError(
+            f"to_int16: unsupported dtype {array.dtype}; "
+            "pass float samples in [-1.0, 1.0] or int16 samples"
+        )
+    if not np.isfinite(array).all():
+        raise AudioError(f"to_int16: {_first_bad(array)}; audio must be finite")
+    # float16 cannot hold 32767: compute in float32 or wider
+    wide = array.astype(np.promote_types(array.dtype, np.float32), copy=False)
+    scaled = np.rint(np.clip(wide, -1.0, 1.0) * 32768.0)
+    return np.minimum(scaled, 32767.0).astype(np.int16)
+
+
+def to_float32(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """Convert int16 samples to float32 in [-1.0, 1.0) by dividing by 32768, as libsndfile does.
+
+    Float input is already in that convention and is only cast to float32.
+
+    >>> to_float32(np.array([-32768, -16384, 0, 16384], dtype=np.int16))
+    array([-1. , -0.5,  0. ,  0.5], dtype=float32)
+    """
+    array = np.asarray(x)
+    if array.dtype == np.int16:
+        return array.astype(np.float32) / np.float32(32768.0)
+    if np.issubdtype(array.dtype, np.floating):
+        return array.astype(np.float32, copy=False)
+    raise AudioError(f"to_float32: unsupported dtype {array.dtype}; pass int16 or float samples")
+
+
+def downmix(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
+    """Average the channels of a (frames, channels) array into contiguous mono float32."""
+    samples = to_float32(x)
+    if samples.ndim == 1:
+        return np.ascontiguousarray(samples)
+    if samples.ndim != 2:
+        raise AudioError(f"audio must be 1-D (mono) or 2-D (frames, channels), got {x.shape}")
+    if samples.shape[1] == 1:
+        return np.ascontiguousarray(samples[:, 0])
+    return samples.mean(axis=1, dtype=np.float32)
+
+
+def check_rate(rate: object, name: str = "rate") -> int:
+    """Return ``rate`` as an int if it is a positive integer number of Hz, else raise."""
+    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+        raise AudioError(f"{name} must be a positive integer number of Hz, got {rate!r}")
+    return int(rate)
+
+
+def check_positive(value: object, name: str, unit: str = "") -> float:
+    """Return ``value`` as a float if it is a finite number above zero, else raise."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float | np.integer | np.floating)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise AudioError(f"{name} must be a positive finite number{unit}, got {value!r}")
+    return float(value)
+
+
+def frames_per(ms: object, rate: int, name: str = "chunk_ms") -> int:
+    """Number of samples in ``ms`` milliseconds at ``rate`` Hz (at least one), else raise."""
+    frames = round(rate * check_positive(ms, name, " of milliseconds") / 1000.0)
+    if frames < 1:
+        raise AudioError(f"{name}={ms!r} is shorter than one sample at {rate} Hz")
+    return frames
