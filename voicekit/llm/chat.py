@@ -217,6 +217,10 @@ async def chat(
     ``tools``: function schemas. ``session``: where the session signals come from (call id,
     caller hash). ``client``: an ``httpx.AsyncClient`` to reuse (kept open); without one a
     client is made and closed for this call. ``system``: the system instruction.
+
+    Tool-call fragments are merged by index (id and name overwrite, arguments append) and each
+    call is yielded whole when its choice finishes (``finish_reason``) or the stream ends.
+    ``Finish.reason`` is the server's ``finish_reason`` (None if it never sent one).
     """
     request = build_request(endpoint, messages, tools=tools, session=session, system=system)
     content = request.content()
