@@ -132,6 +132,21 @@ def reply_text(events: Iterable[Any]) -> str:
     return "".join(parts)
 
 
+def _continuity(
+    reader: ResponseReader, full_input: Sequence[Mapping[str, Any]], connection: str | None
+) -> Mapping[str, Any]:
+    """The frozen continuity state after a completed response."""
+    state = Continuity(
+        response_id=reader.response_id or "",
+        input_hash=input_hash(full_input),
+        input_length=len(full_input),
+        output=tuple(reader.output),
+        connection=connection,
+    )
+    frozen: Mapping[str, Any] = freeze(state.to_mapping())
+    return frozen
+
+
 def _retry_reason(exc: Exception) -> str | None:
     if isinstance(exc, Reconnected):
         return str(exc)
@@ -180,7 +195,7 @@ async def responses_ws(
             if plan.previous_response_id is not None:
                 message["previous_response_id"] = plan.previous_response_id
             input_size = len(
-                json.dumps(message["input"], ensure_ascii=False, separators=(",", ":"))
+                json.dumps(message["input"], ensure_ascii=False, separators=(",", ":")).encode()
             )
             reader = ResponseReader(endpoint.name)
             try:
@@ -191,15 +206,7 @@ async def responses_ws(
                     for item in reader.feed(event):
                         if isinstance(item, Finish):
                             yield ResponsesState(
-                                state=freeze(
-                                    Continuity(
-                                        response_id=reader.response_id or "",
-                                        input_hash=input_hash(full_input),
-                                        input_length=len(full_input),
-                                        output=tuple(reader.output),
-                                        connection=socket.connection_id,
-                                    ).to_mapping()
-                                ),
+                                state=_continuity(reader, full_input, socket.connection_id),
                                 sent_items=len(plan.items),
                                 input_bytes=input_bytes,
                                 message_bytes=message_bytes,
