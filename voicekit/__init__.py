@@ -8,7 +8,7 @@ there
 ['Hi', 'there']
 """
 
-from . import events, ops, session
+from . import audio, events, llm, ops, session, stt, text, tts, vad
 from ._errors import (
     AudioError,
     ConfigError,
@@ -79,17 +79,23 @@ __all__ = [
     "Usage",
     "VoicekitError",
     "__version__",
+    "audio",
     "collect",
     "events",
     "failover",
     "freeze",
     "hash_caller",
+    "llm",
     "new_call_id",
     "ops",
     "parallel",
     "session",
     "stage",
+    "stt",
     "switch_map",
     "tap",
+    "text",
     "thaw",
+    "tts",
+    "vad",
 ]

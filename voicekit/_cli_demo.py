@@ -33,13 +33,14 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    return asyncio.run(_demo(args.input or audio.sample_path(), args.out))
+    out: Path = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_demo(args.input or audio.sample_path(), out))
 
 
 async def _demo(source: Path, out: Path) -> int:
-    out.mkdir(parents=True, exist_ok=True)
     info = audio.info(source)
-    print(f"input      {source} ({info.duration:.2f} s, {info.samplerate} Hz, {info.channels} ch)")
+    print(f"input      {source} ({info.duration:.2f} s, {info.rate} Hz, {info.channels} ch)")
 
     started = time.perf_counter()
     clean = out / "input-16k.wav"
@@ -65,5 +66,5 @@ async def _demo(source: Path, out: Path) -> int:
     async for sentence in text.sentences(tokens):
         print(f"           · {sentence}")
     chunks = [c async for c in audio.read(clean) if isinstance(c, AudioChunk)]
-    print(f"done       {len(chunks)} chunks of 20 ms; outputs are in {out.resolve()}")
+    print(f"done       {len(chunks)} chunks of 20 ms; outputs are in {out}")
     return 0
