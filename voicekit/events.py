@@ -29,7 +29,10 @@ __all__ = [
     "Event",
     "Finish",
     "Interrupted",
+    "ReplyFailed",
+    "ReplyStarted",
     "Sentence",
+    "SessionUpdated",
     "SpeechStarted",
     "SpeechStopped",
     "Switched",
@@ -215,6 +218,34 @@ class Switched:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class ReplyStarted:
+    """The agent began a reply: to the user turn ``turn`` (None for the first message)."""
+
+    turn: str | None = None
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyFailed:
+    """A reply failed. ``source`` says what failed (``"llm"``, ``"tts"``), ``error`` how;
+    ``fallback`` is True when the spoken error message was played instead.
+    ``exception`` is the exception itself (not compared)."""
+
+    source: str
+    error: str
+    fallback: bool = False
+    exception: BaseException | None = field(default=None, compare=False, repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionUpdated:
+    """The conversation's new state after a turn (or the first message): ``session`` is the
+    :class:`~voicekit.Session` value to keep."""
+
+    session: Any
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -230,5 +261,8 @@ Event = (
     | Sentence
     | Interrupted
     | Switched
+    | ReplyStarted
+    | ReplyFailed
+    | SessionUpdated
 )
 """Any item a voicekit stage yields."""
