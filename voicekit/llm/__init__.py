@@ -25,6 +25,7 @@ from .adapters import (
 )
 from .chat import LLMEvent, chat, complete, new_client
 from .endpoint import DEFAULT_USER_AGENT, KEYLESS, NO_RETRY, Endpoint, RetryPolicy
+from .local import Tool, demo_tools, local_responder
 from .presets import (
     PRESETS,
     cerebras,
@@ -87,16 +88,19 @@ __all__ = [
     "RetryPolicy",
     "SocketStats",
     "SystemInstructionConflict",
+    "Tool",
     "build_request",
     "cerebras",
     "chat",
     "complete",
     "custom",
     "deepseek",
+    "demo_tools",
     "groq",
     "hermes",
     "llamacpp",
     "lmstudio",
+    "local_responder",
     "mistral",
     "new_client",
     "normalize_tools",

@@ -17,5 +17,6 @@ transcript per utterance::
 
 from ._fake import fake
 from ._whisper import preload, transcribe, whisper
+from .http import openai_stt, transcribe_http
 
-__all__ = ["fake", "preload", "transcribe", "whisper"]
+__all__ = ["fake", "openai_stt", "preload", "transcribe", "transcribe_http", "whisper"]

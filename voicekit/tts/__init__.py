@@ -18,5 +18,16 @@ s whose times run on across sentences, and passes every other item through in or
 
 from ._piper import piper, preload, synthesize
 from ._tones import synthesize_tones, tones
+from .http import openai_tts
+from .xai import xai_language, xai_tts
 
-__all__ = ["piper", "preload", "synthesize", "synthesize_tones", "tones"]
+__all__ = [
+    "openai_tts",
+    "piper",
+    "preload",
+    "synthesize",
+    "synthesize_tones",
+    "tones",
+    "xai_language",
+    "xai_tts",
+]

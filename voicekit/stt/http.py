@@ -1,0 +1,355 @@
+"""Speech recognition over HTTP: any service speaking OpenAI's ``/audio/transcriptions``.
+
+:func:`openai_stt` is a stage like :func:`~voicekit.stt.whisper`: it cuts the audio into
+utterances at the speech markers of :func:`voicekit.vad.vad`, posts each one as a 16 kHz WAV
+file and yields one final :class:`~voicekit.events.Transcript` per utterance.
+:func:`transcribe_http` sends one recording and returns its text.
+
+The service is an :class:`~voicekit.llm.Endpoint` (base URL, key, timeouts, headers, retry
+budget), so the LLM presets double as STT endpoints, or a base URL string for a keyless local
+server::
+
+    from voicekit import llm, stt
+
+    stt.openai_stt(endpoint=llm.openai())                               # $OPENAI_API_KEY
+    stt.openai_stt(endpoint=llm.groq(), model="whisper-large-v3-turbo")  # $GROQ_API_KEY
+    stt.openai_stt(endpoint="http://127.0.0.1:8000/v1", model="Systran/faster-whisper-small")
+
+The endpoint's ``model`` is not used (that is the LLM model); ``model=`` names the STT model.
+
+Failures are :class:`~voicekit.ProviderError` s naming the endpoint, never its key: a non-2xx
+answer is a :class:`~voicekit.ProviderStatusError` quoting the body, an unreachable service a
+:class:`~voicekit.ProviderConnectError`, silence beyond the endpoint's timeout a
+:class:`~voicekit.ProviderTimeout`, an answer without text a :class:`~voicekit.ProviderStreamError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import json
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from typing import Any, cast
+
+import httpx
+import numpy as np
+import numpy.typing as npt
+
+from .._errors import (
+    ConfigError,
+    ProviderConnectError,
+    ProviderStatusError,
+    ProviderStreamError,
+    ProviderTimeout,
+)
+from ..audio import AudioInput, to_wav_bytes
+from ..events import AudioChunk
+from ..llm.chat import _error_message, _quote, _read_capped, http_timeout, new_client
+from ..llm.endpoint import Endpoint
+from ..llm.presets import PRESETS
+from ..llm.warmup import warmup_headers
+from ..ops import stage
+from ._utterances import RATE, check_pre_roll, recognize_utterances
+from ._whisper import _as_pcm16k
+
+__all__ = ["DEFAULT_STT_MODEL", "EndpointOption", "openai_stt", "transcribe_http"]
+
+DEFAULT_STT_MODEL = "whisper-1"
+"""OpenAI's Whisper model name (Groq: ``whisper-large-v3-turbo``; ``gpt-4o-transcribe`` too)."""
+
+EndpointOption = Endpoint | str | None
+"""An :class:`~voicekit.llm.Endpoint`, a base URL (keyless), or None for the default service."""
+
+_MAX_ANSWER = 1 << 20  # bytes of a transcription answer read at most
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared with voicekit.tts.http: endpoints, one request with retries, errors
+
+
+def resolve_endpoint(endpoint: EndpointOption, *, preset: str, what: str, model: str) -> Endpoint:
+    """The Endpoint to use: as given, built from a base URL, or the ``preset`` (keyed by env)."""
+    if isinstance(endpoint, Endpoint):
+        return endpoint
+    if isinstance(endpoint, str):
+        return Endpoint(base_url=endpoint, model=model or "-", name=what)
+    if endpoint is not None:
+        raise ConfigError(
+            f"{what}: endpoint must be an Endpoint, a base URL or None, got {endpoint!r}"
+        )
+    chosen = PRESETS[preset]()
+    if not chosen.has_key:
+        key_env = inspect.signature(PRESETS[preset]).parameters["api_key_env"].default
+        raise ConfigError(
+            f"{what}: no endpoint given and ${key_env} is not set; set it, or pass "
+            f"endpoint=voicekit.llm.{preset}(api_key=...) or a local server's base URL"
+        )
+    return chosen
+
+
+def status_error(endpoint: Endpoint, url: str, response: httpx.Response, body: str) -> Exception:
+    """A ProviderStatusError for a non-2xx answer, quoting the service's message or body."""
+    quoted = _quote(body)
+    detail = _error_message(body)
+    reason = response.reason_phrase or ""
+    message = f"{endpoint.name} ({url}) answered HTTP {response.status_code} {reason}".rstrip()
+    message += f": {_quote(detail)}" if detail else (f": {quoted}" if quoted else "")
+    return ProviderStatusError(
+        message, status_code=response.status_code, body=quoted, provider=endpoint.name
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_response(
+    http: httpx.AsyncClient,
+    endpoint: Endpoint,
+    url: str,
+    *,
+    on_open: Callable[[httpx.Response], None] | None = None,
+    **request: Any,
+) -> AsyncIterator[httpx.Response]:
+    """``POST url`` and hold the streamed 2xx response open; httpx failures become ProviderErrors.
+
+    ``request`` holds httpx's ``json=``/``data=``/``files=`` (a fresh request is built for each
+    attempt). Connection failures are retried ``endpoint.retry.connect`` times and the statuses
+    in ``endpoint.retry.statuses`` ``endpoint.retry.status`` times, only before a 2xx answer.
+    ``on_open`` sees the response as soon as its head arrives (to close it from outside). The
+    response is closed on exit — also when the caller is cancelled — so its connection goes.
+    """
+    name = endpoint.name
+    headers = warmup_headers(endpoint)
+    connect_left, status_left = endpoint.retry.connect, endpoint.retry.status
+    timeout = http_timeout(endpoint)
+    while True:
+        try:
+            response = await http.send(
+                http.build_request("POST", url, headers=headers, timeout=timeout, **request),
+                stream=True,
+            )
+        except httpx.TimeoutException as exc:
+            phase = type(exc).__name__.replace("Timeout", "").lower() or "read"
+            limit = endpoint.effective_connect_timeout if phase == "connect" else endpoint.timeout
+            raise ProviderTimeout(
+                f"{name} ({url}) timed out: no {phase} progress within {limit:g} s",
+                provider=name,
+            ) from exc
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if connect_left:
+                connect_left -= 1
+                await asyncio.sleep(endpoint.retry.backoff)
+                continue
+            raise ProviderConnectError(
+                f"could not connect to {name} at {url}: {exc or type(exc).__name__}",
+                provider=name,
+            ) from exc
+        except httpx.HTTPError as exc:
+            raise ProviderConnectError(
+                f"request to {name} ({url}) failed: {type(exc).__name__}: {exc}", provider=name
+            ) from exc
+        if on_open is not None:
+            on_open(response)
+        try:
+            if not response.is_success:
+                try:
+                    body = await _read_capped(response)
+                except httpx.HTTPError:
+                    body = ""
+                error = status_error(endpoint, url, response, body)
+                if status_left and response.status_code in endpoint.retry.statuses:
+                    status_left -= 1
+                    await response.aclose()  # let the connection go while backing off
+                    await asyncio.sleep(endpoint.retry.backoff)
+                    continue
+                raise error
+            try:
+                yield response
+            except httpx.TimeoutException as exc:
+                raise ProviderTimeout(
+                    f"{name} ({url}) stopped sending for more than {endpoint.timeout:g} s",
+                    provider=name,
+                ) from exc
+            except httpx.HTTPError as exc:
+                raise ProviderConnectError(
+                    f"the connection to {name} ({url}) dropped mid-response: "
+                    f"{exc or type(exc).__name__}",
+                    provider=name,
+                ) from exc
+            return
+        finally:
+            await response.aclose()
+
+
+# ---------------------------------------------------------------------------------------------
+# Transcription
+
+
+def _form(
+    model: str,
+    language: str | None,
+    prompt: str | None,
+    temperature: float | None,
+    options: Mapping[str, Any] | None,
+) -> dict[str, str]:
+    fields = {"model": model, "response_format": "json"}
+    if language:
+        fields["language"] = language
+    if prompt:
+        fields["prompt"] = prompt
+    if temperature is not None:
+        fields["temperature"] = f"{temperature:g}"
+    for key, value in (options or {}).items():
+        fields[str(key)] = value if isinstance(value, str) else json.dumps(value)
+    return fields
+
+
+def _check_model(model: object, what: str) -> str:
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError(f"{what}: model must be a non-empty model name, got {model!r}")
+    return model.strip()
+
+
+class _Transcriber:
+    """Posts utterances to one endpoint with fixed form fields."""
+
+    __slots__ = ("endpoint", "fields", "url")
+
+    def __init__(
+        self,
+        endpoint: EndpointOption,
+        *,
+        model: str,
+        language: str | None,
+        prompt: str | None,
+        temperature: float | None,
+        options: Mapping[str, Any] | None,
+        what: str,
+    ) -> None:
+        model = _check_model(model, what)
+        if language is not None and (not isinstance(language, str) or not language.strip()):
+            raise ConfigError(f"{what}: language must be a code such as 'en' or None")
+        self.endpoint = resolve_endpoint(endpoint, preset="openai", what=what, model=model)
+        self.url = self.endpoint.base_url + "/audio/transcriptions"
+        self.fields = _form(model, language, prompt, temperature, options)
+
+    async def __call__(self, http: httpx.AsyncClient, pcm: npt.NDArray[np.int16]) -> str:
+        """The text of one utterance (16 kHz int16); "" for no samples."""
+        if pcm.shape[0] == 0:
+            return ""
+        files = {"file": ("audio.wav", to_wav_bytes(pcm, RATE), "audio/wav")}
+        async with open_response(
+            http, self.endpoint, self.url, data=self.fields, files=files
+        ) as response:
+            body = await _read_capped(response, _MAX_ANSWER)
+        name = self.endpoint.name
+        try:
+            data = json.loads(body)
+        except ValueError:
+            raise ProviderStreamError(
+                f"{name} ({self.url}) did not answer with JSON: {_quote(body)[:200]!r}",
+                provider=name,
+            ) from None
+        text = data.get("text") if isinstance(data, dict) else None
+        if not isinstance(text, str):
+            raise ProviderStreamError(
+                f"{name} ({self.url}) answered without a 'text' field: {_quote(body)[:200]!r}",
+                provider=name,
+            )
+        return text.strip()
+
+
+@stage
+async def openai_stt(
+    source: AsyncIterable[Any],
+    /,
+    *,
+    endpoint: EndpointOption = None,
+    model: str = DEFAULT_STT_MODEL,
+    language: str | None = None,
+    prompt: str | None = None,
+    temperature: float | None = None,
+    pre_roll: float = 0.5,
+    pass_audio: bool = False,
+    options: Mapping[str, Any] | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> AsyncIterator[Any]:
+    """Transcribe each utterance between speech markers over ``/audio/transcriptions``.
+
+    Consumes :class:`AudioChunk` s (any rate) and the :class:`SpeechStarted` /
+    :class:`SpeechStopped` markers, exactly like :func:`~voicekit.stt.whisper`: each utterance
+    (from ``pre_roll`` seconds before its onset) is sent, while the stream goes on, as a 16 kHz
+    mono WAV in a multipart form with ``model``, ``response_format=json`` and, when given,
+    ``language`` (ISO 639-1, e.g. ``"en"``; None lets the service detect it), ``prompt``,
+    ``temperature`` and any further ``options``. Each answer becomes a
+    ``Transcript(text, final=True, t=onset)``, in utterance order; empty texts yield nothing.
+    Markers and other items pass through; audio only with ``pass_audio``.
+
+    ``endpoint``: an :class:`~voicekit.llm.Endpoint` (``llm.openai()``, ``llm.groq()``, …), a base
+    URL for a keyless local server, or None for OpenAI with ``$OPENAI_API_KEY``. ``client``: an
+    ``httpx.AsyncClient`` to share (kept open); otherwise one is made for the stage and closed
+    with it. Stopping the stream cancels a transcription in flight and closes its connection.
+    """
+    transcriber = _Transcriber(
+        endpoint,
+        model=model,
+        language=language,
+        prompt=prompt,
+        temperature=temperature,
+        options=options,
+        what="openai_stt",
+    )
+    pre_roll = check_pre_roll(pre_roll)
+    http = client if client is not None else new_client()
+
+    async def recognize(pcm: npt.NDArray[np.int16]) -> str:
+        return await transcriber(http, pcm)
+
+    try:
+        utterances = recognize_utterances(
+            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio
+        )
+        async with contextlib.aclosing(cast(AsyncGenerator[Any, None], utterances)) as items:
+            async for item in items:
+                yield item
+    finally:
+        if client is None:
+            await http.aclose()
+
+
+async def transcribe_http(
+    audio: AudioInput | AudioChunk | npt.NDArray[Any] | tuple[npt.NDArray[Any], int],
+    rate: int | None = None,
+    *,
+    endpoint: EndpointOption = None,
+    model: str = DEFAULT_STT_MODEL,
+    language: str | None = None,
+    prompt: str | None = None,
+    temperature: float | None = None,
+    options: Mapping[str, Any] | None = None,
+    client: httpx.AsyncClient | None = None,
+) -> str:
+    """Transcribe a whole recording with one ``POST {base_url}/audio/transcriptions``.
+
+    ``audio``: a file, an :class:`AudioChunk`, a ``(samples, rate)`` pair, or a numpy array with
+    its ``rate`` (as :func:`~voicekit.stt.transcribe` takes). It is sent as a 16 kHz mono WAV.
+    Options as in :func:`openai_stt`. Returns the text (``""`` for silence).
+
+        text = await transcribe_http("question.wav", endpoint=llm.groq(),
+                                     model="whisper-large-v3-turbo")
+    """
+    transcriber = _Transcriber(
+        endpoint,
+        model=model,
+        language=language,
+        prompt=prompt,
+        temperature=temperature,
+        options=options,
+        what="transcribe_http",
+    )
+    pcm = await asyncio.to_thread(_as_pcm16k, audio, rate)
+    http = client if client is not None else new_client()
+    try:
+        return await transcriber(http, pcm)
+    finally:
+        if client is None:
+            await http.aclose()
