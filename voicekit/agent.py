@@ -1,0 +1,538 @@
+"""The conversation loop: user turns in, spoken replies out, a Session value after every turn.
+
+:func:`agent` is a stage. It reads a stream of user turns — :class:`~voicekit.TurnStarted` and
+:class:`~voicekit.TurnEnded`, as :mod:`voicekit.turns` makes them from audio, or written by hand
+— and for every finished turn it asks the LLM for a reply, runs the tools the LLM calls, splits
+the reply into sentences and speaks them through a TTS stage. It yields the reply audio
+(:class:`~voicekit.AudioChunk`) interleaved with events that say what happened, and after every
+turn a :class:`~voicekit.SessionUpdated` carrying the new :class:`~voicekit.Session`::
+
+    import voicekit as vk
+    from voicekit.agent import agent
+    from voicekit.llm import ollama
+
+    bot = agent(llm=ollama(), tts=vk.tts.piper(), session=vk.Session(), system="Be brief.")
+    async for item in turns | bot:
+        ...
+
+:func:`voice_agent` builds the whole pipeline from audio: ``vad | stt | turns | agent``.
+
+What comes out, per reply
+-------------------------
+``ReplyStarted(turn)``; then the reply's audio chunks, with the LLM's and the TTS's events in
+their place in the stream (``ToolCall``, ``ToolResult``, ``Usage``, ``Finish``, ``Switched``,
+``Sentence`` when the TTS passes text on); finally ``SessionUpdated(session)``. Items of the
+input other than audio (turn markers, speech markers, transcripts) are passed on in their
+place; the caller's audio is not (the only audio out is the agent's own voice).
+
+Barge-in
+--------
+A ``TurnStarted`` (or a ``TurnEnded``) that arrives during a reply cancels it at once: the LLM
+request (also while it waits for its first byte), the TTS call and a running tool are
+cancelled, and no further audio of that reply is yielded. Then come the ``TurnStarted``,
+``Interrupted(heard)`` and ``SessionUpdated``; the reply to the next ``TurnEnded`` starts from
+that Session. A tool call of a cancelled generation never runs.
+
+History: what was heard
+-----------------------
+The Session after a turn holds the user's text and what the assistant actually said:
+
+* a sentence counts as said once *all* of its audio has been yielded downstream. A sentence
+  cut off part-way is left out entirely — the model would rather repeat a few words than take
+  for heard a sentence the user did not hear to its end;
+* an interrupted reply is recorded as the sentences said so far with ``interrupted=True``
+  (sent to the model with an "[interrupted by the user]" marker), or as an empty interrupted
+  message if the user heard only part of the first sentence; a reply cut off before any of its
+  audio leaves no assistant message at all;
+* the end of a reply is recorded only after the last sentence's audio was yielded;
+* tool calls are recorded with the text said before them, then each result, in order; a call
+  cancelled by a barge-in is answered with a "cancelled" result, so the history stays valid.
+
+"Yielded downstream" is when the agent hands a chunk on. Put the stage that plays the audio
+(or paces it, :func:`voicekit.audio.paced`) right after the agent, so that this is when the
+user hears it.
+
+Errors
+------
+An error of the LLM is yielded as :class:`~voicekit.ReplyFailed` and logged. If it happened
+before any audio of the reply was yielded (partial tokens count for nothing: only audio does),
+``llm_error_message`` — when given — is spoken through the same TTS path; it is not recorded
+in the history. A TTS error is reported the same way, without the spoken fallback. An error
+caused by a barge-in is no error: it is never reported and never spoken about.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ._agent_tools import Tool, run_tool, tool, tools_of
+from ._compute import settle
+from ._errors import ConfigError, StageError
+from .events import (
+    AudioChunk,
+    Interrupted,
+    ReplyFailed,
+    ReplyStarted,
+    Sentence,
+    SessionUpdated,
+    Token,
+    ToolCall,
+    ToolResult,
+    TurnEnded,
+    TurnStarted,
+)
+from .llm._signature import accepted_context, call_llm
+from .llm.chat import chat, new_client
+from .llm.endpoint import Endpoint
+from .llm.responses_ws import ResponsesState
+from .ops import Flow, Stage
+from .session import Session
+from .text import sentences, split_sentences
+
+__all__ = ["LLM", "Tool", "agent", "tool", "voice_agent"]
+
+log = logging.getLogger("voicekit.agent")
+
+LLM = Endpoint | Callable[..., Any]
+"""What the agent's ``llm`` can be: an :class:`~voicekit.llm.Endpoint` (spoken to with
+:func:`voicekit.llm.chat`) or any async-generator function of the messages (see
+:mod:`voicekit.llm._signature` for the context values it may declare)."""
+
+CANCELLED_RESULT = json.dumps({"error": "cancelled: the user interrupted before it finished"})
+"""The tool result recorded for a call that a barge-in cancelled."""
+
+OVER_LIMIT_RESULT = json.dumps({"error": "not run: too many tool rounds in one turn"})
+"""The tool result recorded for a call made after ``max_tool_rounds`` rounds."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    llm: Callable[..., Any]
+    tts: Stage[Any, Any]
+    session: Session
+    system: str | None
+    tools: tuple[Tool, ...]
+    first_message: str | None
+    llm_error_message: str | None
+    max_tool_rounds: int
+    client: httpx.AsyncClient | None
+    wants_client: bool
+
+
+class _Heard:
+    """Private marker put after each sentence into the TTS: it comes out after that audio."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+
+def _join(parts: Sequence[str]) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _call_json(call: ToolCall) -> dict[str, Any]:
+    return {
+        "id": call.id,
+        "type": "function",
+        "function": {"name": call.name, "arguments": call.arguments},
+    }
+
+
+class _Reply:
+    """The state of one reply, shared by its generator and the loop that yields its output.
+
+    ``base`` is the Session so far (the user's turn, finished tool rounds); ``heard`` the
+    sentences of the current round whose audio was all yielded downstream; ``spoke`` whether
+    any audio of the current round was; ``audio`` whether any audio of the whole reply was.
+    """
+
+    __slots__ = (
+        "audio",
+        "base",
+        "cancelled",
+        "heard",
+        "llm_error",
+        "pending",
+        "recording",
+        "spoke",
+    )
+
+    def __init__(self, base: Session) -> None:
+        self.base = base
+        self.heard: list[str] = []
+        self.spoke = False
+        self.audio = False
+        self.recording = True  # False while the error message is spoken
+        self.cancelled = False
+        self.llm_error: BaseException | None = None
+        self.pending: list[ToolCall] = []
+
+    def commit_calls(self, calls: Sequence[ToolCall]) -> None:
+        text = _join(self.heard) or None
+        self.base = self.base.add_assistant(text, tool_calls=[_call_json(c) for c in calls])
+        self.heard.clear()
+        self.spoke = False
+        self.pending = list(calls)
+
+    def add_result(self, call: ToolCall, content: str) -> None:
+        self.base = self.base.add_tool_result(call.id, content, name=call.name)
+        self.pending.remove(call)
+
+    def finish(self, *, interrupted: bool) -> Session:
+        session = self.base
+        for call in self.pending:
+            session = session.add_tool_result(call.id, CANCELLED_RESULT, name=call.name)
+        text = _join(self.heard)
+        if interrupted and (text or self.spoke):
+            session = session.add_assistant(text, interrupted=True)
+        elif text:
+            session = session.add_assistant(text)
+        return session
+
+
+# ---------------------------------------------------------------------------------------------
+# One reply
+
+
+async def _mark_heard(source: AsyncIterable[Any], /) -> AsyncIterator[Any]:
+    async for item in source:
+        yield item
+        if isinstance(item, Sentence):
+            yield _Heard(item.text)
+
+
+_SPEAKABLE: Stage[Any, Any] = sentences() | Stage.of(_mark_heard, "mark_heard")
+
+
+async def _llm_events(
+    cfg: _Config, reply: _Reply, tools: list[dict[str, Any]] | None, client: Any
+) -> AsyncIterator[Any]:
+    """The LLM's stream for the Session so far, plain strings as Tokens; notes its error."""
+    session = reply.base
+    context = {
+        "tools": tools,
+        "session": session,
+        "client": client,
+        "system": cfg.system,
+        "call_id": session.call_id,
+        "caller": session.caller,
+        "callee": session.callee,
+    }
+    try:
+        stream = call_llm(cfg.llm, session.messages_json(), context=context)
+    except Exception as exc:
+        reply.llm_error = exc
+        raise
+    try:
+        while True:
+            try:
+                event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                reply.llm_error = exc
+                raise
+            if isinstance(event, str):
+                event = Token(event)
+            elif isinstance(event, ResponsesState):
+                reply.base = event.apply(reply.base)
+            yield event
+    finally:
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+def _original(exc: BaseException) -> BaseException:
+    return exc.original if isinstance(exc, StageError) else exc
+
+
+async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterator[Any]:
+    """Report a failed reply; speak the error message if nothing was heard of it yet."""
+    from_llm = reply.llm_error is not None
+    error = reply.llm_error if reply.llm_error is not None else _original(exc)
+    speak = bool(from_llm and cfg.llm_error_message and not reply.audio)
+    where = "llm" if from_llm else "tts"
+    log.warning("reply failed (%s): %s: %s", where, type(error).__name__, error)
+    yield ReplyFailed(where, f"{type(error).__name__}: {error}", speak, error)
+    if speak:
+        reply.recording = False
+        try:
+            async with (Flow([Sentence(str(cfg.llm_error_message))]) | cfg.tts).open() as items:
+                async for item in items:
+                    yield item
+        except Exception as tts_exc:
+            if reply.cancelled:
+                raise
+            tts_error = _original(tts_exc)
+            log.warning("the error message could not be spoken: %s", tts_error)
+            yield ReplyFailed("tts", f"{type(tts_error).__name__}: {tts_error}", False, tts_error)
+
+
+async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any]:
+    """Reply to the user turn at the end of ``reply.base``: LLM, tool rounds, speech."""
+    by_name = {t.name: t for t in cfg.tools}
+    specs = [t.spec for t in cfg.tools] or None
+    rounds = 0
+    while True:
+        offer = specs if rounds < cfg.max_tool_rounds else None
+        calls: list[ToolCall] = []
+        try:
+            flow = Flow(_llm_events(cfg, reply, offer, client)) | _SPEAKABLE | cfg.tts
+            async with flow.open() as items:
+                async for item in items:
+                    if isinstance(item, ToolCall):
+                        calls.append(item)
+                    yield item
+        except Exception as exc:
+            if reply.cancelled:
+                raise
+            async for item in _fail(cfg, reply, exc):
+                yield item
+            break
+        if not calls:
+            break
+        reply.commit_calls(calls)
+        if offer is None:
+            for call in calls:
+                reply.add_result(call, OVER_LIMIT_RESULT)
+                yield ToolResult(call.id, call.name, OVER_LIMIT_RESULT)
+            break
+        for call in calls:
+            content, _ = await run_tool(by_name, call)
+            reply.add_result(call, content)
+            yield ToolResult(call.id, call.name, content)
+        rounds += 1
+    yield SessionUpdated(reply.finish(interrupted=False))
+
+
+async def _greet(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
+    """Speak the first message, sentence by sentence, so that a barge-in keeps what was heard."""
+    text = str(cfg.first_message)
+    try:
+        flow = Flow([Sentence(s) for s in split_sentences(text)]) | Stage.of(_mark_heard) | cfg.tts
+        async with flow.open() as items:
+            async for item in items:
+                yield item
+    except Exception as exc:
+        if reply.cancelled:
+            raise
+        async for item in _fail(cfg, reply, exc):
+            yield item
+    yield SessionUpdated(reply.finish(interrupted=False))
+
+
+# ---------------------------------------------------------------------------------------------
+# The loop over turns
+
+
+class _Running:
+    """A reply in flight: its state, its generator and the pull in progress."""
+
+    __slots__ = ("gen", "pull", "state")
+
+    def __init__(self, state: _Reply, gen: AsyncIterator[Any]) -> None:
+        self.state = state
+        self.gen = gen
+        self.pull: Any = None
+
+    async def stop(self) -> Session:
+        """Cancel the reply at once; the Session with what was heard of it."""
+        self.state.cancelled = True
+        await settle(self.pull)
+        self.pull = None
+        aclose = getattr(self.gen, "aclose", None)
+        if aclose is not None:
+            try:
+                await aclose()
+            except Exception as exc:  # an error while closing a cancelled reply is not news
+                log.debug("closing a cancelled reply: %r", exc)
+        return self.state.finish(interrupted=True)
+
+
+async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[Any]:
+    session = cfg.session
+    client: Any = cfg.client
+    own_client = None
+    if client is None and cfg.wants_client:
+        client = own_client = new_client()
+    src = aiter(source)
+    pull_src: asyncio.Future[Any] | None = None
+    running: _Running | None = None
+    try:
+        if cfg.first_message:
+            state = _Reply(session)
+            running = _Running(state, _greet(cfg, state))
+            yield ReplyStarted(None)
+        pull_src = asyncio.ensure_future(anext(src))
+        while pull_src is not None or running is not None:
+            if running is not None and running.pull is None:
+                running.pull = asyncio.ensure_future(anext(running.gen))
+            waiting = [f for f in (pull_src, running and running.pull) if f is not None]
+            if not any(f.done() for f in waiting):
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            # the user first: an item of the source wins over reply output that is ready too
+            if pull_src is not None and pull_src.done():
+                done, pull_src = pull_src, None
+                try:
+                    item = done.result()
+                except StopAsyncIteration:
+                    continue  # the source ended: the reply in flight may finish
+                pull_src = asyncio.ensure_future(anext(src))
+                if isinstance(item, TurnStarted | TurnEnded):
+                    cut: _Reply | None = None
+                    if running is not None:
+                        cut = running.state
+                        session = await running.stop()
+                        running = None
+                    yield item
+                    if cut is not None:
+                        yield Interrupted(_join(cut.heard), item.t)
+                        yield SessionUpdated(session)
+                    if isinstance(item, TurnEnded) and item.text.strip():
+                        state = _Reply(session.add_user(item.text))
+                        running = _Running(state, _answer(cfg, state, client))
+                        yield ReplyStarted(item.text, item.t)
+                elif not isinstance(item, AudioChunk):
+                    yield item
+                continue
+            if running is not None and running.pull is not None and running.pull.done():
+                done, running.pull = running.pull, None
+                try:
+                    out = done.result()
+                except StopAsyncIteration:
+                    running = None
+                    continue
+                state = running.state
+                if isinstance(out, _Heard):
+                    if state.recording:
+                        state.heard.append(out.text)
+                    continue
+                if isinstance(out, AudioChunk):
+                    state.audio = True
+                    if state.recording:
+                        state.spoke = True
+                elif isinstance(out, SessionUpdated):
+                    session = out.session
+                yield out
+    finally:
+        await settle(pull_src)
+        if running is not None:
+            running.state.cancelled = True
+            await settle(running.pull)
+            aclose = getattr(running.gen, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        if own_client is not None:
+            await own_client.aclose()
+
+
+def agent(
+    *,
+    llm: LLM,
+    tts: Stage[Any, Any],
+    session: Session | None = None,
+    system: str | None = None,
+    tools: Sequence[Tool | Callable[..., Any]] | None = None,
+    first_message: str | None = None,
+    llm_error_message: str | None = None,
+    max_tool_rounds: int = 5,
+    client: httpx.AsyncClient | None = None,
+) -> Stage[Any, Any]:
+    """The conversation loop as a stage: user turns in, reply audio and events out.
+
+    ``llm``: an :class:`~voicekit.llm.Endpoint` or an async-generator function of the messages
+    yielding ``str``/``Token``, ``ToolCall`` and other events; it receives only the context
+    values it declares (``tools``, ``session``, ``client``, ``system``, ``call_id``,
+    ``caller``, ``callee``). ``tts``: a TTS stage (:func:`voicekit.tts.piper`,
+    :func:`voicekit.tts.tones`…). ``session``: where the conversation starts (a new
+    :class:`~voicekit.Session` by default). ``system``: the system instruction. ``tools``:
+    functions (or :func:`tool` values) the LLM may call; after a round of calls the LLM is
+    asked again, at most ``max_tool_rounds`` times per turn (then once more without tools).
+    ``first_message``: a greeting spoken at start and recorded as the assistant's.
+    ``llm_error_message``: spoken when the LLM fails before any audio of the reply (default:
+    silence). ``client``: an ``httpx.AsyncClient`` for the LLM (one is made per run when the
+    LLM takes a ``client`` and none is given).
+
+    See the module documentation for what comes out and how history is recorded.
+
+    >>> import asyncio
+    >>> from voicekit.events import TurnEnded, TurnStarted
+    >>> from voicekit.tts import tones
+    >>> async def llm(messages):
+    ...     yield f"You said {messages[-1]['content']}."
+    >>> bot = agent(llm=llm, tts=tones(), session=Session(call_id="demo"))
+    >>> out = asyncio.run(([TurnStarted(), TurnEnded("hello")] | bot).list())
+    >>> out[-1].session.messages_json()
+    [{'role': 'user', 'content': 'hello'}, {'role': 'assistant', 'content': 'You said hello.'}]
+    """
+    if isinstance(llm, Endpoint):
+        fn: Callable[..., Any] = functools.partial(chat, llm)
+    elif callable(llm):
+        fn = llm
+    else:
+        raise ConfigError(
+            f"agent: llm must be an Endpoint or an async generator function, got {type(llm)!r}"
+        )
+    if not isinstance(tts, Stage):
+        raise ConfigError(f"agent: tts must be a Stage (e.g. voicekit.tts.tones()), got {tts!r}")
+    if session is None:
+        session = Session()
+    elif not isinstance(session, Session):
+        raise ConfigError(f"agent: session must be a Session, got {type(session).__name__}")
+    if isinstance(max_tool_rounds, bool) or not isinstance(max_tool_rounds, int):
+        raise ConfigError(f"agent: max_tool_rounds must be an int ≥ 0, got {max_tool_rounds!r}")
+    if max_tool_rounds < 0:
+        raise ConfigError(f"agent: max_tool_rounds must be ≥ 0, got {max_tool_rounds}")
+    cfg = _Config(
+        llm=fn,
+        tts=tts,
+        session=session,
+        system=system,
+        tools=tools_of(tools),
+        first_message=first_message or None,
+        llm_error_message=llm_error_message or None,
+        max_tool_rounds=max_tool_rounds,
+        client=client,
+        wants_client="client" in accepted_context(fn),
+    )
+    return Stage.of(_run, "agent", cfg=cfg)
+
+
+def voice_agent(
+    *,
+    llm: LLM,
+    tts: Stage[Any, Any],
+    stt: Stage[Any, Any],
+    vad: Stage[Any, Any] | None = None,
+    turns: Stage[Any, Any] | None = None,
+    session: Session | None = None,
+    **options: Any,
+) -> Stage[Any, Any]:
+    """The whole pipeline from caller audio to reply audio: ``vad | stt | turns | agent``.
+
+    ``vad`` defaults to :func:`voicekit.vad.vad` (Silero), ``turns`` to
+    :func:`voicekit.turns.turns`; ``options`` go to :func:`agent`. Give the STT
+    ``pass_audio=True`` when the turn detector needs the audio too.
+    """
+    if vad is None:
+        from .vad import vad as make_vad
+
+        vad = make_vad()
+    if turns is None:
+        try:
+            from .turns import turns as make_turns  # type: ignore[attr-defined]
+        except ImportError as exc:
+            raise ConfigError("voice_agent: voicekit.turns is not available; pass turns=") from exc
+        turns = make_turns()
+    return vad | stt | turns | agent(llm=llm, tts=tts, session=session, **options)

@@ -1,0 +1,164 @@
+"""Failover between LLM providers, as one LLM function.
+
+:func:`failover` takes several LLMs — :class:`~voicekit.llm.Endpoint` values or LLM functions —
+and returns one LLM function. Each call tries the first provider; if *that provider* fails
+before it has yielded anything, the call goes on with the next one, and a
+:class:`~voicekit.Switched` event is yielded in the stream to say so::
+
+    from voicekit.llm import groq, ollama
+    from voicekit.llm.failover import failover
+
+    llm = failover(groq(), ollama())  # use it wherever an LLM function is expected
+
+What switches, and what does not:
+
+* an exception raised by the active provider while the failover waits for its next event
+  switches (``when=`` narrows which exceptions do, e.g. only
+  :class:`~voicekit.ProviderError`);
+* once the provider has yielded anything for this call, its error is re-raised: the text
+  already on its way to the user must not be said twice;
+* errors that only pass through — thrown into the failover by its consumer, or raised while
+  the consumer is being cancelled (a barge-in) — and ``CancelledError`` itself never switch;
+* the last provider's error is raised as is.
+
+The function keeps no state between calls: every call starts with the first provider, so a
+primary that is down costs its connect timeout on every turn (keep that timeout short).
+
+>>> import asyncio
+>>> async def down(messages):
+...     raise ConnectionError("no route to host")
+...     yield
+>>> async def backup(messages):
+...     yield "Hello from the backup."
+>>> async def run():
+...     return [e async for e in failover(down, backup)([{"role": "user", "content": "hi"}])]
+>>> for event in asyncio.run(run()):
+...     print(event)
+Switched(from_name='down', to_name='backup', error='ConnectionError: no route to host')
+Hello from the backup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from .._errors import ConfigError
+from ..events import Switched
+from ._signature import call_llm
+from .chat import chat
+from .endpoint import Endpoint
+
+__all__ = ["failover", "provider_name"]
+
+_UNSET: Any = object()
+
+
+def provider_name(llm: Any) -> str:
+    """A readable name for an LLM: the endpoint's name, or the function's.
+
+    >>> async def mine(messages):
+    ...     yield "hi"
+    >>> provider_name(mine)
+    'mine'
+    """
+    if isinstance(llm, Endpoint):
+        return llm.name
+    if isinstance(llm, functools.partial):
+        inner = [a for a in llm.args if isinstance(a, Endpoint)]
+        return inner[0].name if inner else provider_name(llm.func)
+    return str(getattr(llm, "__name__", None) or type(llm).__name__)
+
+
+def _as_function(llm: Any) -> Callable[..., Any]:
+    if isinstance(llm, Endpoint):
+        return functools.partial(chat, llm)
+    if callable(llm):
+        return llm  # type: ignore[no-any-return]
+    raise ConfigError(
+        f"failover(): each provider must be an Endpoint or an LLM function, got {llm!r}"
+    )
+
+
+def _being_cancelled() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
+def failover(
+    *llms: Any,
+    when: Callable[[Exception], bool] | None = None,
+    announce: bool = True,
+) -> Callable[..., AsyncIterator[Any]]:
+    """One LLM function over several providers, moving on when the active one fails.
+
+    ``llms``: :class:`~voicekit.llm.Endpoint` values or LLM functions, in order of preference.
+    ``when(exc)``: whether an error of a provider should switch (default: every
+    ``Exception``). ``announce=False`` leaves the :class:`~voicekit.Switched` events out.
+    The context values (``tools``, ``session``, ``client``…) given to the failover function
+    are handed to each provider that declares them. See the module documentation.
+    """
+    if not llms:
+        raise ConfigError("failover() needs at least one LLM")
+    providers = [(provider_name(llm), _as_function(llm)) for llm in llms]
+    switches = when or (lambda exc: True)
+
+    async def llm_failover(
+        messages: Any,
+        /,
+        *,
+        tools: Any = _UNSET,
+        session: Any = _UNSET,
+        client: Any = _UNSET,
+        system: Any = _UNSET,
+        call_id: Any = _UNSET,
+        caller: Any = _UNSET,
+        callee: Any = _UNSET,
+    ) -> AsyncIterator[Any]:
+        given = {
+            "tools": tools,
+            "session": session,
+            "client": client,
+            "system": system,
+            "call_id": call_id,
+            "caller": caller,
+            "callee": callee,
+        }
+        context = {k: v for k, v in given.items() if v is not _UNSET}
+        last = len(providers) - 1
+        for index, (name, fn) in enumerate(providers):
+            failed: Exception | None = None
+            stream: Any = None
+            yielded = False
+            try:
+                try:
+                    stream = call_llm(fn, messages, context=context)
+                except Exception as exc:  # a provider that cannot even be called
+                    if index == last or not switches(exc):
+                        raise
+                    failed = exc
+                while failed is None:
+                    try:
+                        event = await anext(stream)
+                    except StopAsyncIteration:
+                        return
+                    except Exception as exc:
+                        if yielded or index == last or _being_cancelled() or not switches(exc):
+                            raise
+                        failed = exc
+                        break
+                    yielded = True
+                    yield event  # what is thrown in here passes through: never a switch
+            finally:
+                aclose = getattr(stream, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+            if announce:
+                error = f"{type(failed).__name__}: {failed}"
+                yield Switched(name, providers[index + 1][0], error)
+
+    names = ", ".join(name for name, _ in providers)
+    llm_failover.__name__ = llm_failover.__qualname__ = f"failover({names})"
+    return llm_failover
