@@ -40,6 +40,7 @@ import contextlib
 import functools
 import inspect
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -100,7 +101,7 @@ class _Opened:
             await closer()
 
 
-async def _from_iterable(items: Iterable[T]) -> AsyncIterator[T]:
+async def _from_iterable(items: Iterable[T]) -> AsyncGenerator[T, None]:
     for item in items:
         yield item
 
@@ -112,9 +113,8 @@ async def _open(source: Any) -> _Opened:
         await streamer.__aenter__()
         return _Opened(streamer, lambda: streamer.__aexit__(None, None, None))
     if isinstance(source, AsyncIterable):
-        iterator = aiter(source)
-        aclose = getattr(iterator, "aclose", None)
-        return _Opened(iterator, aclose)
+        iterator: AsyncIterator[Any] = aiter(source)
+        return _Opened(iterator, getattr(iterator, "aclose", None))
     if isinstance(source, Iterable) and not isinstance(source, str | bytes | Mapping):
         gen = _from_iterable(source)
         return _Opened(gen, gen.aclose)
@@ -176,7 +176,7 @@ class Stage(Generic[A, B]):
         cls, fn: Callable[..., AsyncIterator[B]], name: str | None = None, /, **kwargs: Any
     ) -> Stage[Any, B]:
         """Make a Stage from an async-generator function ``fn(source, /, **kwargs)``."""
-        return cls((_Part(fn, kwargs, name or getattr(fn, "__name__", "stage")),))
+        return cls((_Part(fn, kwargs, name or str(getattr(fn, "__name__", "stage"))),))
 
     @property
     def name(self) -> str:
@@ -229,10 +229,10 @@ class Flow(AsyncIterable[T], Generic[T]):
             return other(self)
         return NotImplemented
 
-    def __aiter__(self) -> AsyncIterator[T]:
+    def __aiter__(self) -> AsyncGenerator[T, None]:
         return self._run()
 
-    def open(self) -> contextlib.aclosing[AsyncIterator[T]]:
+    def open(self) -> contextlib.aclosing[AsyncGenerator[T, None]]:
         """An async context manager over a running iteration; leaving it closes the whole chain.
 
         >>> async def first_two(flow):
@@ -257,7 +257,7 @@ class Flow(AsyncIterable[T], Generic[T]):
         names = " | ".join(("source", *self.stages))
         return f"Flow({names})"
 
-    async def _run(self) -> AsyncIterator[T]:
+    async def _run(self) -> AsyncGenerator[T, None]:
         opened = await _open(self._source)
         gens: list[Any] = []
         try:
@@ -317,7 +317,7 @@ class StageFunction(Generic[A, P, B]):
     def __call__(self, source: Source[A], /, *args: P.args, **kwargs: P.kwargs) -> Flow[B]: ...
     @overload
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Stage[A, B]: ...
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[misc]
         if len(args) > 1:
             raise TypeError(
                 f"{self._fn.__name__}() takes its source as the only positional argument; "
@@ -431,9 +431,9 @@ async def _switch_map(
                     pull_source = asyncio.ensure_future(anext(src))
                 continue
             if pull_inner is not None and pull_inner.done():
-                done, pull_inner = pull_inner, None
+                finished, pull_inner = pull_inner, None
                 try:
-                    out = done.result()
+                    out = finished.result()
                 except StopAsyncIteration:
                     await drop_inner()
                     continue
@@ -502,7 +502,7 @@ async def _parallel(
     tasks = [asyncio.ensure_future(run(k)) for k in range(n)]
     live = set(range(n))
 
-    async def round_trip(message: Any) -> AsyncIterator[Any]:
+    async def round_trip(message: Any) -> AsyncGenerator[Any, None]:
         """Send ``message`` to every live branch and yield their outputs in the chosen order."""
         for k in live:
             inboxes[k].put_nowait(message)
