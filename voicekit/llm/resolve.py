@@ -188,10 +188,8 @@ async def _probe(
     loop = asyncio.get_running_loop()
     deadline = loop.time() + budget
     try:
-        for task in tasks:
-            remaining = deadline - loop.time()
-            if remaining <= 0:
-                return None
+        for task in tasks:  # in order of preference; past the deadline, only finished ones
+            remaining = max(0.0, deadline - loop.time())
             done, _ = await asyncio.wait([task], timeout=remaining)
             if task in done and not task.cancelled() and task.exception() is None:
                 found = task.result()
