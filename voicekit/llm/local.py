@@ -274,7 +274,7 @@ def _reply(text: str, tool_names: set[str], clock: Callable[[], datetime]) -> st
         if "get_weather" in tool_names:
             return {"city": city}
         return (
-            f"I can't check the weather in {city} without the demo weather tool. "
+            f"I need the weather tool for {city}. "
             "Pass demo_tools() as the tools, or point --llm at a real model."
         )
     if _DATE.search(text):
