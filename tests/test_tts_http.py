@@ -351,7 +351,7 @@ def test_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
 # Cancellation closes the response at once
 
 
-def _endless_body(server: AudioServer, route: str) -> None:
+def _endless_body(server: AudioServer, route: Any) -> None:
     """Some audio at once, then a body that never ends."""
     pcm = pcm_for("A sentence that takes a long time to arrive.", 24000)
     parts: list[bytes | float] = [pcm[:961], pcm[961:2001], pcm[2001:3001], pcm[3001:4001]]
@@ -388,7 +388,7 @@ async def test_breaking_out_mid_body_closes_the_response_at_once(
         stopped = time.monotonic()
         gone = await server.wait_disconnect(within=1.0)
         assert gone.phase == "mid-body"
-        assert time.monotonic() - stopped < 0.2
+        assert time.monotonic() - stopped < 0.3
         if shared:
             assert not client.is_closed
 
@@ -407,7 +407,7 @@ async def test_cancelling_the_task_before_the_first_byte_hangs_up(server: AudioS
         await task
     gone = await server.wait_disconnect(within=1.0)
     assert gone.phase == "before-first-byte" and gone.path == "/v1/audio/speech"
-    assert time.monotonic() - cancelled_at < 0.2
+    assert time.monotonic() - cancelled_at < 0.3
 
 
 async def test_the_stage_closes_its_own_client(server: AudioServer) -> None:
