@@ -346,8 +346,8 @@ class _Running:
         self.gen = gen
         self.pull: Any = None
 
-    async def stop(self) -> Session:
-        """Cancel the reply at once; the Session with what was heard of it."""
+    async def close(self) -> None:
+        """Cancel the reply at once, if it is still running."""
         self.state.cancelled = True
         await settle(self.pull)
         self.pull = None
@@ -357,6 +357,10 @@ class _Running:
                 await aclose()
             except Exception as exc:  # an error while closing a cancelled reply is not news
                 log.debug("closing a cancelled reply: %r", exc)
+
+    async def stop(self) -> Session:
+        """Cancel the reply at once; the Session with what was heard of it."""
+        await self.close()
         return self.state.finish(interrupted=True)
 
 
@@ -376,12 +380,13 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
             yield ReplyStarted(None)
         pull_src = asyncio.ensure_future(anext(src))
         while pull_src is not None or running is not None:
-            if running is not None and running.pull is None:
-                running.pull = asyncio.ensure_future(anext(running.gen))
-            waiting = [f for f in (pull_src, running and running.pull) if f is not None]
-            if not any(f.done() for f in waiting):
-                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             # the user first: an item of the source wins over reply output that is ready too
+            if pull_src is None or not pull_src.done():
+                if running is not None and running.pull is None:
+                    running.pull = asyncio.ensure_future(anext(running.gen))
+                waiting = [f for f in (pull_src, running and running.pull) if f is not None]
+                if not any(f.done() for f in waiting):
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if pull_src is not None and pull_src.done():
                 done, pull_src = pull_src, None
                 try:
@@ -422,17 +427,15 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     state.audio = True
                     if state.recording:
                         state.spoke = True
-                elif isinstance(out, SessionUpdated):
+                elif isinstance(out, SessionUpdated):  # always a reply's last item
                     session = out.session
+                    finished, running = running, None
+                    await finished.close()
                 yield out
     finally:
         await settle(pull_src)
         if running is not None:
-            running.state.cancelled = True
-            await settle(running.pull)
-            aclose = getattr(running.gen, "aclose", None)
-            if aclose is not None:
-                await aclose()
+            await running.close()
         if own_client is not None:
             await own_client.aclose()
 
