@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from voicekit import ConfigError, Finish, Session, Token, ToolCall, Usage, llm, thaw
+from voicekit import ConfigError, Finish, Session, Token, ToolCall, Usage, llm
+from voicekit._agent_tools import Tool, run_tool, tools_of
 from voicekit.llm._signature import accepted_context
 from voicekit.llm.local import WEATHER_TOOL, get_weather, local_responder
 from voicekit.text import split_sentences
@@ -94,16 +95,15 @@ async def test_tokens_are_words_then_usage_then_finish() -> None:
 
 async def test_weather_calls_the_demo_tool_then_answers_from_its_result() -> None:
     messages: list[dict[str, Any]] = user("What's the weather like in new york today?")
-    first = await events(messages, tools=llm.demo_tools())
+    first = await events(messages, tools=[t.spec for t in llm.demo_tools()])
     (call,) = [e for e in first if isinstance(e, ToolCall)]
     assert call.name == "get_weather"
     assert json.loads(call.arguments) == {"city": "New York"}
     assert first[-1] == Finish("tool_calls")
     assert not any(isinstance(e, Token) for e in first)
 
-    tool = llm.demo_tools()[0]
-    result = tool(call.arguments)
-    assert json.loads(result) == get_weather("New York")
+    result, ok = await run_tool({t.name: t for t in llm.demo_tools()}, call)
+    assert ok and json.loads(result) == get_weather("New York")
     messages += [
         {
             "role": "assistant",
@@ -130,7 +130,8 @@ async def test_weather_calls_the_demo_tool_then_answers_from_its_result() -> Non
 
 async def test_the_bundled_question_asks_for_the_weather_in_rome() -> None:
     # what voicekit demo's sample recording says
-    out = await events(user("What is the weather like in Rome today?"), tools=[WEATHER_TOOL])
+    specs = [WEATHER_TOOL.spec]
+    out = await events(user("What is the weather like in Rome today?"), tools=specs)
     (call,) = [e for e in out if isinstance(e, ToolCall)]
     assert json.loads(call.arguments) == {"city": "Rome"}
 
@@ -172,13 +173,14 @@ async def test_a_new_user_message_after_a_tool_result_is_answered_afresh() -> No
     )
 
 
-def test_demo_tool_is_its_own_schema_and_runs_calls() -> None:
-    tool = WEATHER_TOOL
-    assert thaw(tool) == {
+def test_the_demo_tool_is_an_agent_tool_with_a_fixed_schema() -> None:
+    (tool,) = llm.demo_tools()
+    assert isinstance(tool, Tool) and tool is WEATHER_TOOL
+    assert tool.spec == {
         "type": "function",
         "function": {
             "name": "get_weather",
-            "description": tool["function"]["description"],
+            "description": tool.spec["function"]["description"],
             "parameters": {
                 "type": "object",
                 "properties": {
@@ -189,23 +191,27 @@ def test_demo_tool_is_its_own_schema_and_runs_calls() -> None:
             },
         },
     }
-    assert llm.normalize_tools(llm.demo_tools()) == [thaw(tool)]
-    assert tool({"city": "Paris"}) == tool('{"city": "Paris"}')
-    assert get_weather("  paris ") != get_weather("Lima")
-    assert get_weather("Paris") == get_weather("Paris")
-    for bad in ("[1]", "{nope"):
-        with pytest.raises(ConfigError):
-            tool(bad)
+    assert "demo data" in tool.spec["function"]["description"]
+    assert tools_of(llm.demo_tools()) == (tool,)  # the agent takes it as it is
+    assert tool("Paris") == get_weather("Paris") == get_weather(" Paris ")
+    assert get_weather("Paris") != get_weather("Lima")
     with pytest.raises(ConfigError):
         get_weather("")
 
 
+async def test_the_agent_runs_a_call_of_the_demo_tool() -> None:
+    call = ToolCall("c1", "get_weather", '{"city": "Lima"}')
+    content, ok = await run_tool({WEATHER_TOOL.name: WEATHER_TOOL}, call)
+    assert ok and json.loads(content) == get_weather("Lima")
+
+
 async def test_the_demo_tool_schema_goes_over_the_wire(sse_server: Any) -> None:
     ep = llm.custom(base_url=sse_server.base_url, model="m")
-    async for _ in llm.chat(ep, user("weather in Paris?"), tools=llm.demo_tools()):
+    specs = [t.spec for t in llm.demo_tools()]
+    async for _ in llm.chat(ep, user("weather in Paris?"), tools=specs):
         pass
     body = sse_server.requests[-1].json()
-    assert body["tools"] == [thaw(WEATHER_TOOL)]
+    assert body["tools"] == [WEATHER_TOOL.spec]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ from .adapters import (
 )
 from .chat import LLMEvent, chat, complete, new_client
 from .endpoint import DEFAULT_USER_AGENT, KEYLESS, NO_RETRY, Endpoint, RetryPolicy
-from .local import Tool, demo_tools, local_responder
+from .local import demo_tools, local_responder
 from .presets import (
     PRESETS,
     cerebras,
@@ -88,7 +88,6 @@ __all__ = [
     "RetryPolicy",
     "SocketStats",
     "SystemInstructionConflict",
-    "Tool",
     "build_request",
     "cerebras",
     "chat",

@@ -33,16 +33,16 @@ import asyncio
 import json
 import re
 import zlib
-from collections.abc import AsyncGenerator, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from .._agent_tools import Tool, tool
 from .._errors import ConfigError
-from .._frozen import FrozenDict, freeze, thaw
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
 
-__all__ = ["WEATHER_TOOL", "Tool", "demo_tools", "get_weather", "local_responder"]
+__all__ = ["WEATHER_TOOL", "demo_tools", "get_weather", "local_responder"]
 
 LocalEvent = Token | ToolCall | Usage | Finish
 
@@ -54,67 +54,6 @@ _QUOTE_LIMIT = 80  # characters of the user's words quoted back at most
 
 # ---------------------------------------------------------------------------------------------
 # The demo tool
-
-
-class Tool(Mapping[str, Any]):
-    """A function tool: its chat-completions schema (as a read-only mapping) and the function.
-
-    Pass tools as ``tools=`` to :func:`~voicekit.llm.chat` (each is its own schema,
-    ``{"type": "function", "function": {"name", "description", "parameters"}}``), and run a
-    :class:`~voicekit.ToolCall` with ``tool(call.arguments)``, which returns the result text.
-
-    >>> tool = demo_tools()[0]
-    >>> tool["function"]["name"], tool('{"city": "Paris"}')
-    ('get_weather', '{"city": "Paris", "conditions": "cloudy", "temperature_c": 14}')
-    """
-
-    __slots__ = ("fn", "name", "schema")
-
-    def __init__(
-        self, name: str, description: str, parameters: Mapping[str, Any], fn: Callable[..., Any]
-    ) -> None:
-        if not isinstance(name, str) or not name:
-            raise ConfigError(f"a tool needs a name, got {name!r}")
-        if not callable(fn):
-            raise ConfigError(f"tool {name!r}: fn must be callable")
-        self.name = name
-        self.fn = fn
-        self.schema: FrozenDict = freeze(
-            {
-                "type": "function",
-                "function": {
-                    "name": name,
-                    "description": description,
-                    "parameters": thaw(parameters),
-                },
-            }
-        )
-
-    def __getitem__(self, key: str) -> Any:
-        return self.schema[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.schema)
-
-    def __len__(self) -> int:
-        return len(self.schema)
-
-    def __call__(self, arguments: str | Mapping[str, Any] = "{}") -> str:
-        """Run the function on a ToolCall's JSON arguments; the result as text (JSON if not str)."""
-        if isinstance(arguments, str):
-            try:
-                parsed = json.loads(arguments or "{}")
-            except ValueError as exc:
-                raise ConfigError(f"tool {self.name!r}: arguments are not JSON: {exc}") from None
-        else:
-            parsed = dict(arguments)
-        if not isinstance(parsed, dict):
-            raise ConfigError(f"tool {self.name!r}: arguments must be a JSON object")
-        result = self.fn(**parsed)
-        return result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
-
-    def __repr__(self) -> str:
-        return f"Tool({self.name!r})"
 
 
 _CONDITIONS = ("sunny", "partly cloudy", "cloudy", "light rain", "windy", "foggy", "clear")
@@ -137,16 +76,20 @@ def get_weather(city: str) -> dict[str, Any]:
     }
 
 
-WEATHER_TOOL = Tool(
-    "get_weather",
-    "Get today's weather for a city (demo data: made up, but the same for the same city).",
-    {
-        "type": "object",
-        "properties": {"city": {"type": "string", "description": "The city name, e.g. Paris"}},
-        "required": ["city"],
-        "additionalProperties": False,
-    },
+WEATHER_TOOL: Tool = tool(
     get_weather,
+    schema={
+        "name": "get_weather",
+        "description": (
+            "Get today's weather for a city (demo data: made up, but the same for the same city)."
+        ),
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string", "description": "The city name, e.g. Paris"}},
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
 )
 """The demo weather tool (:func:`get_weather`)."""
 
@@ -154,8 +97,14 @@ WEATHER_TOOL = Tool(
 def demo_tools() -> tuple[Tool, ...]:
     """The demo tools: just ``get_weather(city)``, deterministic and offline.
 
-    >>> [tool.name for tool in demo_tools()]
-    ['get_weather']
+    They are :class:`voicekit.agent.Tool` values: give them to ``agent(tools=...)``, or their
+    ``.spec`` to :func:`~voicekit.llm.chat` (``tools=[t.spec for t in demo_tools()]``).
+
+    >>> weather = demo_tools()[0]
+    >>> weather.name, weather.spec["function"]["parameters"]["required"]
+    ('get_weather', ['city'])
+    >>> weather("Paris")
+    {'city': 'Paris', 'conditions': 'cloudy', 'temperature_c': 14}
     """
     return (WEATHER_TOOL,)
 
@@ -179,11 +128,11 @@ def _text(content: Any) -> str:
 
 def _tool_names(tools: Sequence[Any] | None) -> set[str]:
     names: set[str] = set()
-    for tool in tools or ():
-        name = getattr(tool, "name", None)
-        if isinstance(tool, Mapping):
-            function = tool.get("function")
-            name = function.get("name") if isinstance(function, Mapping) else tool.get("name")
+    for offered in tools or ():
+        name = getattr(offered, "name", None)
+        if isinstance(offered, Mapping):
+            function = offered.get("function")
+            name = function.get("name") if isinstance(function, Mapping) else offered.get("name")
         if isinstance(name, str):
             names.add(name)
     return names
@@ -310,8 +259,9 @@ async def local_responder(
     tool results after the last user message, the reply reads the last result out. Otherwise the
     last user message is matched against a few intents (see the module docs); a weather request
     yields one ``ToolCall("get_weather", {"city": ...})`` and ``Finish("tool_calls")`` when
-    ``tools`` include ``get_weather`` (schemas or :class:`Tool` s). ``session`` and ``system``
-    are accepted for the shape and not used. ``clock`` gives the time for "what time is it".
+    ``tools`` include ``get_weather`` (schemas, or Tools with a ``name``). ``session`` and
+    ``system`` are accepted for the shape and not used. ``clock`` gives the time for "what time
+    is it".
 
     Yields Tokens (one per word, the space in front), then ``Usage`` (words counted as tokens)
     and ``Finish``. Deterministic for a given input and clock; never touches the network.
