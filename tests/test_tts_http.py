@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from servers.audio_server import AudioServer, pcm_for, pcm_reply
+from servers.audio_server import AudioServer, pcm_for, pcm_reply, wav_header
 from servers.sse_server import Reply, json_reply
 
 from voicekit import (
@@ -30,7 +30,7 @@ from voicekit import (
     llm,
     tts,
 )
-from voicekit.tts.http import PcmJoiner
+from voicekit.tts.http import PcmJoiner, WavHeader
 
 
 @pytest.fixture
@@ -184,6 +184,68 @@ async def test_a_keyless_base_url_and_a_groq_endpoint(server: AudioServer) -> No
     request = server.requests[-1]
     assert request.path == "/openai/v1/audio/speech"
     assert request.headers["authorization"] == "Bearer gsk-test"
+
+
+# ---------------------------------------------------------------------------------------------
+# WAV answers (Groq, servers without raw PCM)
+
+
+def test_wav_header_is_read_byte_by_byte() -> None:
+    pcm = pcm_for("header", 48000)
+    data = wav_header(48000) + pcm
+    header = WavHeader()
+    out = b"".join(header.push(data[i : i + 1]) for i in range(len(data)))
+    assert header.done and header.rate == 48000 and out == pcm
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (b"ID3\x04" + bytes(40), "not a WAV"),
+        (wav_header(24000, channels=2), "mono 16-bit"),
+        (wav_header(24000, bits=8), "mono 16-bit"),
+        (b"RIFF\0\0\0\0WAVEdata\0\0\0\0", "before its fmt"),
+    ],
+)
+def test_wav_header_rejects_what_cannot_be_streamed(data: bytes, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        WavHeader().push(data)
+
+
+async def test_a_wav_answer_is_streamed_at_its_own_rate(server: AudioServer) -> None:
+    groq = llm.groq(api_key="gsk-test", base_url=server.url + "/openai/v1")
+    texts = ["Groq sends WAV.", "At 48 kHz."]
+    out = await tts.openai_tts(
+        texts, endpoint=groq, model="playai-tts", response_format="wav", rate=48000
+    ).list()
+    assert server.requests[0].json()["response_format"] == "wav"
+    check_timeline(out, 48000)
+    expected = np.concatenate([samples_of(pcm_for(t, 48000)) for t in texts])
+    np.testing.assert_array_equal(joined(out), expected)  # header and odd cuts handled
+
+
+async def test_a_wav_answer_is_resampled_to_the_stage_rate(server: AudioServer) -> None:
+    out = await tts.openai_tts(
+        ["Resampled."], endpoint=server.base_url, response_format="wav"
+    ).list()
+    check_timeline(out, 24000)
+    assert abs(joined(out).shape[0] - len(pcm_for("Resampled.", 48000)) // 4) <= 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (pcm_for("raw", 24000), "not a WAV"),
+        (wav_header(24000)[:30], "cut off"),
+        (wav_header(24000, channels=2) + bytes(400), "mono"),
+    ],
+)
+async def test_a_bad_wav_answer_is_a_stream_error(
+    server: AudioServer, body: bytes, message: str
+) -> None:
+    server.fail("speech", pcm_reply(body, content_type="audio/wav"))
+    with pytest.raises(ProviderStreamError, match=message):
+        await tts.openai_tts(["Hi."], endpoint=server.base_url, response_format="wav").list()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -345,6 +407,11 @@ def test_config_errors(monkeypatch: pytest.MonkeyPatch) -> None:
         asyncio.run(tts.openai_tts(["Hi."], endpoint="http://127.0.0.1:1/v1", speed=9).list())
     with pytest.raises(ConfigError, match="voice"):
         asyncio.run(tts.xai_tts(["Hi."], endpoint="http://127.0.0.1:1/v1", voice="").list())
+    with pytest.raises(ConfigError, match="response_format"):
+        mp3: Any = "mp3"
+        asyncio.run(
+            tts.openai_tts(["Hi."], endpoint="http://127.0.0.1:1/v1", response_format=mp3).list()
+        )
 
 
 # ---------------------------------------------------------------------------------------------

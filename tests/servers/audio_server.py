@@ -6,7 +6,8 @@ control) with a router for three routes:
 * ``POST .../audio/transcriptions`` — parses the multipart form itself, checks the uploaded
   file is a readable WAV, records both, and answers ``{"text": ...}`` from a script;
 * ``POST .../audio/speech`` — OpenAI's body (``model``, ``input``, ``voice``,
-  ``response_format: "pcm"``), answered with deterministic 24 kHz PCM for the text;
+  ``response_format: "pcm"``), answered with deterministic 24 kHz PCM for the text; or, for
+  ``"wav"``, a streamed WAV at ``wav_rate`` (48 kHz, as Groq sends);
 * ``POST .../tts`` — xAI's body (``text``, ``voice_id``, ``language``, ``output_format``),
   answered with PCM at the requested ``sample_rate``.
 
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 import wave
 import zlib
 from collections import deque
@@ -45,6 +47,7 @@ __all__ = [
     "parse_multipart",
     "pcm_for",
     "pcm_reply",
+    "wav_header",
 ]
 
 AWKWARD_SIZES: tuple[int, ...] = (1, 3, 2, 4095, 7, 1001, 4, 2048, 333, 1)
@@ -65,6 +68,30 @@ def pcm_for(text: str, rate: int) -> bytes:
     t = np.arange(n) / rate
     wave_ = 0.4 * np.sin(2 * np.pi * freq * t) + 0.1 * (np.arange(n) % 97) / 97
     return (np.rint(wave_ * 32767).astype("<i2")).tobytes()
+
+
+def wav_header(rate: int, *, channels: int = 1, bits: int = 16, streaming: bool = True) -> bytes:
+    """A WAV header as streaming services send it: sizes unknown (0xFFFFFFFF) and a ``LIST``
+    chunk of odd length (so its pad byte matters) before ``data``."""
+    unknown = 0xFFFFFFFF
+    block = channels * bits // 8
+    fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * block, block, bits)
+    info = b"INFOISFTtest"[:11]  # 11 bytes: odd, padded to 12
+    return b"".join(
+        [
+            b"RIFF",
+            struct.pack("<I", unknown if streaming else 0),
+            b"WAVE",
+            b"fmt ",
+            struct.pack("<I", len(fmt)),
+            fmt,
+            b"LIST",
+            struct.pack("<I", len(info)),
+            info + b"\0",
+            b"data",
+            struct.pack("<I", unknown if streaming else 0),
+        ]
+    )
 
 
 def pcm_reply(
@@ -212,6 +239,7 @@ class AudioServer:
         self.sizes: Sequence[int] = AWKWARD_SIZES
         self.pause = 0.001
         self.models = ["test-model"]
+        self.wav_rate = 48000  # the rate of WAV answers (Groq's)
         self._faults: dict[Route, deque[Reply]] = {
             "transcriptions": deque(),
             "speech": deque(),
@@ -313,8 +341,12 @@ class AudioServer:
             return json_reply(400, {"error": {"message": "body is not JSON"}})
         if not isinstance(body, dict) or not isinstance(body.get("input"), str):
             return json_reply(400, {"error": {"message": "'input' is required"}})
+        if body.get("response_format") == "wav":
+            pcm = pcm_for(body["input"], self.wav_rate)
+            self.sent.append(pcm)
+            return pcm_reply(wav_header(self.wav_rate) + pcm, sizes=self.sizes, pause=self.pause)
         if body.get("response_format") != "pcm":
-            return json_reply(400, {"error": {"message": "only pcm is served here"}})
+            return json_reply(400, {"error": {"message": "only pcm and wav are served here"}})
         return self._audio(pcm_for(body["input"], 24000))
 
     def _xai(self, request: Recorded) -> Reply:
