@@ -251,3 +251,17 @@ async def test_deterministic_and_short_first_sentences() -> None:
 def test_it_takes_the_context_an_llm_function_gets() -> None:
     assert accepted_context(local_responder) == {"tools", "session", "system"}
     assert llm.local_responder is local_responder
+
+
+async def test_the_agent_runs_the_weather_round_with_the_responder() -> None:
+    from voicekit.agent import agent
+    from voicekit.events import TurnEnded, TurnStarted
+    from voicekit.tts import tones
+
+    bot = agent(llm=local_responder, tts=tones(), tools=llm.demo_tools(), session=Session())
+    question = "What is the weather like in Rome today?"
+    out = await ([TurnStarted(), TurnEnded(question)] | bot).list()
+    messages = out[-1].session.messages_json()
+    assert [m["role"] for m in messages] == ["user", "assistant", "tool", "assistant"]
+    assert json.loads(messages[2]["content"]) == get_weather("Rome")
+    assert messages[3]["content"].startswith(f"{get_weather('Rome')['conditions'].capitalize()}")
