@@ -527,3 +527,78 @@ def test_bad_arguments_are_config_errors():
         agent(llm=scripted_llm(), tts=tts(), max_tool_rounds=-1)
     with pytest.raises(vk.ConfigError):
         agent(llm=scripted_llm(), tts=tts(), tools=[lambda: 1])
+
+
+# -- front ends and providers ------------------------------------------------------------------
+
+
+async def test_wake_phrase_session_answers_only_once_woken():
+    from voicekit.conversation import transcript
+    from voicekit.turns import turns, vad_start, wake_phrase
+
+    llm = scripted_llm("It is noon.", "Why did the chicken cross the road?")
+    wake = wake_phrase("hey robot", mode="single_activation")
+    pipeline = turns(start=[wake, vad_start()]) | agent(llm=llm, tts=tts(), session=session())
+    result = await run_conversation(
+        pipeline,
+        [
+            transcript("what time is it", reply=False),  # asleep: dropped
+            transcript("Hey, Robot! What time is it?"),
+            transcript("and the date?", reply=False),  # one wake, one turn: asleep again
+            transcript("hey robot tell me a joke"),
+        ],
+        time_limit=10,
+    )
+    assert result.transcript == [
+        ("user", "Hey, Robot! What time is it?"),
+        ("assistant", "It is noon."),
+        ("user", "hey robot tell me a joke"),
+        ("assistant", "Why did the chicken cross the road?"),
+    ]
+    assert len(llm.calls) == 2
+    assert [e.text for e in result.of(TurnEnded)] == [
+        "Hey, Robot! What time is it?",
+        "hey robot tell me a joke",
+    ]
+
+
+async def test_provider_failover_inside_the_agent():
+    from voicekit.llm.failover import failover
+
+    primary = scripted_llm([vk.ProviderStatusError("503 overloaded", status_code=503)])
+    backup = scripted_llm("Backup here. How can I help?")
+    llm = failover(primary, backup)
+    bot = agent(llm=llm, tts=tts(), session=session(), llm_error_message=SORRY)
+    result = await run_conversation(bot, [say("hello")])
+
+    switched = result.of(vk.Switched)
+    assert len(switched) == 1 and "503 overloaded" in switched[0].error
+    assert not result.of(ReplyFailed)
+    assert SORRY not in spoken(result)
+    assert result.transcript == [("user", "hello"), ("assistant", "Backup here. How can I help?")]
+    assert backup.calls[0] == primary.calls[0]  # the backup got the same conversation
+
+
+async def test_the_whole_pipeline_from_audio():
+    from voicekit import stt
+    from voicekit import vad as vad_module
+    from voicekit.agent import voice_agent
+    from voicekit.conversation import audio
+
+    llm = scripted_llm("It is sunny.", "You are welcome.")
+    pipeline = voice_agent(
+        vad=vad_module.vad(detector=vad_module.energy()),
+        stt=stt.fake(transcripts=["what is the weather", "thank you"]),
+        llm=llm,
+        tts=tts(),
+        session=session(),
+    )
+    wav = vk.audio.sample_path()
+    result = await run_conversation(pipeline, [audio(wav), audio(wav)], time_limit=20)
+    assert result.transcript == [
+        ("user", "what is the weather"),
+        ("assistant", "It is sunny."),
+        ("user", "thank you"),
+        ("assistant", "You are welcome."),
+    ]
+    assert len(result.of(vk.SpeechStarted)) == 2
