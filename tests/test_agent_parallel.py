@@ -85,3 +85,32 @@ async def test_captions_beside_the_agents_voice():
         "interrupted": True,
     }
     assert result.transcript[-1] == ("assistant", "Okay.")
+
+
+@vk.stage
+async def passthrough(source, /):
+    """A branch that passes every item on, as stages do with what they do not handle."""
+    async for item in source:
+        yield item
+
+
+async def test_items_passed_on_by_two_branches_count_once():
+    runs = []
+
+    def lookup(code: str) -> str:
+        runs.append(code)
+        return "found"
+
+    speech = parallel(passthrough(), tones(pass_text=True), order="pipeline")
+    llm = scripted_llm(
+        ["One moment. ", vk.ToolCall("c1", "lookup", '{"code": "A1"}')],
+        "Found it.",
+    )
+    bot = agent(llm=llm, tts=speech, tools=[lookup], session=vk.Session(call_id="dup"))
+    result = await run_conversation(bot, [say("look up A1")])
+    assert runs == ["A1"]
+    assert result.transcript == [
+        ("user", "look up A1"),
+        ("assistant", "One moment."),
+        ("assistant", "Found it."),
+    ]

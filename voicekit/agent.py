@@ -128,12 +128,17 @@ class _Config:
 
 
 class _Heard:
-    """Private marker put after each sentence into the TTS: it comes out after that audio."""
+    """Private marker put after each sentence into the TTS: it comes out after that audio.
 
-    __slots__ = ("text",)
+    ``number`` counts the sentences of a reply, so that a marker a TTS passes on twice (two
+    :func:`~voicekit.ops.parallel` branches that both pass it through) counts once.
+    """
 
-    def __init__(self, text: str) -> None:
+    __slots__ = ("number", "text")
+
+    def __init__(self, text: str, number: int) -> None:
         self.text = text
+        self.number = number
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -161,6 +166,7 @@ class _Reply:
         "base",
         "cancelled",
         "heard",
+        "heard_upto",
         "llm_error",
         "pending",
         "recording",
@@ -170,6 +176,7 @@ class _Reply:
     def __init__(self, base: Session) -> None:
         self.base = base
         self.heard: list[str] = []
+        self.heard_upto = 0  # the number of the last _Heard marker counted
         self.spoke = False
         self.audio = False
         self.recording = True  # False while the error message is spoken
@@ -181,6 +188,7 @@ class _Reply:
         text = _join(self.heard) or None
         self.base = self.base.add_assistant(text, tool_calls=[_call_json(c) for c in calls])
         self.heard.clear()
+        self.heard_upto = 0  # the next round's markers count from 1 again
         self.spoke = False
         self.pending = list(calls)
 
@@ -205,10 +213,12 @@ class _Reply:
 
 
 async def _mark_heard(source: AsyncIterable[Any], /) -> AsyncIterator[Any]:
+    number = 0
     async for item in source:
         yield item
         if isinstance(item, Sentence):
-            yield _Heard(item.text)
+            number += 1
+            yield _Heard(item.text, number)
 
 
 _SPEAKABLE: Stage[Any, Any] = sentences() | Stage.of(_mark_heard, "mark_heard")
@@ -292,6 +302,8 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
             async with flow.open() as items:
                 async for item in items:
                     if isinstance(item, ToolCall):
+                        if any(item is call for call in calls):
+                            continue  # the same call passed on twice by the TTS
                         calls.append(item)
                     yield item
         except Exception as exc:
@@ -420,7 +432,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     continue
                 state = running.state
                 if isinstance(out, _Heard):
-                    if state.recording:
+                    if state.recording and out.number > state.heard_upto:
+                        state.heard_upto = out.number
                         state.heard.append(out.text)
                     continue
                 if isinstance(out, AudioChunk):

@@ -38,8 +38,12 @@ before it (or the first message) has finished — like a polite caller:
 waiting for a reply — a time-based barge-in. ``reply=False`` says a step gets no answer (an
 utterance a wake-phrase detector ignores), so the next step does not wait for one.
 
-Times in the timeline are seconds since the start, measured on the event loop's clock; what
-happens, and in which order, does not depend on them.
+The times in the timeline are seconds since the start, measured on the event loop's clock, so
+they show how long things really took. The items the script sends are stamped with *script
+time* instead — the time a caller would live through if the agent answered instantly: the
+script's pauses, the user's audio, and the agent's audio listened to. With fakes, everything
+but the timeline's times is the same on every run: ``result.events``, the transcript and the
+Session.
 """
 
 from __future__ import annotations
@@ -341,6 +345,8 @@ class _Tracker:
         self.replies = 0  # replies started so far
         self.expected = 0  # replies the script has asked for so far
         self.audio_ms = 0.0  # audio of the reply in progress so far
+        self.heard_ms = 0.0  # agent audio since the script last looked
+        self.script_time = 0.0  # see _play
         self.barge_at: float | None = None  # a barge-in waits for this much audio
         self.delivered: asyncio.Event | None = None  # set when that barge-in is sent
         self.doing = "starting"
@@ -354,8 +360,10 @@ class _Tracker:
             self.audio_ms = 0.0
         elif isinstance(item, SessionUpdated):
             self.busy = False
-        elif isinstance(item, AudioChunk) and self.busy:
-            self.audio_ms += item.duration * 1000.0
+        elif isinstance(item, AudioChunk):
+            self.heard_ms += item.duration * 1000.0
+            if self.busy:
+                self.audio_ms += item.duration * 1000.0
         self._changed.set()
         self._changed = asyncio.Event()
 
@@ -389,10 +397,23 @@ async def _audio_chunks(step: Audio, start: float) -> AsyncIterator[AudioChunk]:
 
 
 async def _play(script: Sequence[Step], tracker: _Tracker) -> AsyncIterator[Any]:
-    """The user's side: each step's items, each step started when its time comes."""
+    """The user's side: each step's items, each step started when its time comes.
+
+    Items are stamped with *script time*: the time a caller would live through if the agent
+    answered instantly — the waits and ``after`` delays of the script, the user's own audio,
+    and the agent's audio the user listened to before the step. So the stamps, and whatever a
+    turn detector derives from them, are the same on every run.
+    """
     clock = tracker.clock
-    sent_at = 0.0
-    audio_end = 0.0
+    sent_at = 0.0  # wall clock: when the previous step was sent
+    sent_script = 0.0  # script time: when the previous step was sent
+    audio_end = 0.0  # script time: where the user's audio stream has got to
+
+    def now() -> float:
+        tracker.script_time = round(tracker.script_time + tracker.heard_ms / 1000.0, 6)
+        tracker.heard_ms = 0.0
+        return tracker.script_time
+
     for number, step in enumerate(script, 1):
         tracker.doing = f"step {number}, {step!r}"
         if isinstance(step, BargeIn):
@@ -406,39 +427,46 @@ async def _play(script: Sequence[Step], tracker: _Tracker) -> AsyncIterator[Any]
                 )
             tracker.barge_at = None
             tracker.delivered.set()
+            t = sent_script = now()
             sent_at = clock()
-            yield TurnStarted(sent_at)
+            yield TurnStarted(t)
             if step.text is not None:
                 tracker.expected = tracker.replies + 1
-                yield TurnEnded(step.text, clock())
+                yield TurnEnded(step.text, t)
             continue
         if isinstance(step, Wait):
             await tracker.until(tracker.quiet)
             await asyncio.sleep(step.seconds)
+            sent_script = tracker.script_time = round(now() + step.seconds, 6)
             sent_at = clock()
             continue
         if step.after is None:
             await tracker.until(tracker.quiet)
+            t = now()
         else:
             await asyncio.sleep(max(0.0, sent_at + step.after - clock()))
-        now = clock()
+            tracker.heard_ms = 0.0
+            t = tracker.script_time = round(sent_script + step.after, 6)
         if step.reply:
             tracker.expected = tracker.replies + 1
         if isinstance(step, Say):
-            yield TurnStarted(now)
-            yield TurnEnded(step.text, now)
+            yield TurnStarted(t)
+            yield TurnEnded(step.text, t)
         elif isinstance(step, Transcribed):
-            yield SpeechStarted(now)
-            yield SpeechStopped(now)
-            yield Transcript(step.text, final=True, t=now)
+            yield SpeechStarted(t)
+            yield SpeechStopped(t)
+            yield Transcript(step.text, final=True, t=t)
         else:
-            start = max(audio_end, now)
+            start = max(audio_end, t)
             began = clock()
             async for chunk in _audio_chunks(step, start):
                 if step.realtime:
                     await asyncio.sleep(max(0.0, began + (chunk.t - start) - clock()))
                 audio_end = chunk.end
                 yield chunk
+            t = tracker.script_time = round(audio_end, 6)
+            tracker.heard_ms = 0.0
+        sent_script = t
         sent_at = clock()
     tracker.doing = "waiting for the last reply"
     await tracker.until(tracker.quiet)
