@@ -89,7 +89,10 @@ def tool(
     """
     if fn is None:
         return functools.partial(tool, schema=schema, name=name, description=description)
-    if isinstance(fn, Tool):
+    if isinstance(fn, Tool):  # a Tool again: keep its schema unless a new one is given
+        if schema is None and name is None and description is None:
+            return fn
+        schema = fn.schema if schema is None else schema
         fn = fn.fn
     if not callable(fn):
         raise ConfigError(f"tool(): expected a function, got {type(fn).__name__}")

@@ -96,6 +96,8 @@ from .llm.responses_ws import ResponsesState
 from .ops import Flow, Stage
 from .session import Session
 from .text import sentences, split_sentences
+from .turns import turns as make_turns
+from .vad import vad as make_vad
 
 __all__ = ["LLM", "Tool", "agent", "tool", "voice_agent"]
 
@@ -356,7 +358,7 @@ class _Running:
     def __init__(self, state: _Reply, gen: AsyncIterator[Any]) -> None:
         self.state = state
         self.gen = gen
-        self.pull: Any = None
+        self.pull: asyncio.Future[Any] | None = None
 
     async def close(self) -> None:
         """Cancel the reply at once, if it is still running."""
@@ -396,7 +398,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
             if pull_src is None or not pull_src.done():
                 if running is not None and running.pull is None:
                     running.pull = asyncio.ensure_future(anext(running.gen))
-                waiting = [f for f in (pull_src, running and running.pull) if f is not None]
+                reply_pull = running.pull if running is not None else None
+                waiting = [f for f in (pull_src, reply_pull) if f is not None]
                 if not any(f.done() for f in waiting):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if pull_src is not None and pull_src.done():
@@ -424,9 +427,9 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     yield item
                 continue
             if running is not None and running.pull is not None and running.pull.done():
-                done, running.pull = running.pull, None
+                pulled, running.pull = running.pull, None
                 try:
-                    out = done.result()
+                    out = pulled.result()
                 except StopAsyncIteration:
                     running = None
                     continue
@@ -542,13 +545,7 @@ def voice_agent(
     ``pass_audio=True`` when the turn detector needs the audio too.
     """
     if vad is None:
-        from .vad import vad as make_vad
-
         vad = make_vad()
     if turns is None:
-        try:
-            from .turns import turns as make_turns  # type: ignore[attr-defined]
-        except ImportError as exc:
-            raise ConfigError("voice_agent: voicekit.turns is not available; pass turns=") from exc
         turns = make_turns()
     return vad | stt | turns | agent(llm=llm, tts=tts, session=session, **options)

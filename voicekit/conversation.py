@@ -505,7 +505,8 @@ async def run_conversation(
     latest = session
     try:
         async with asyncio.timeout(time_limit):
-            async with Flow(pipeline(_play(steps, tracker))).open() as items:
+            flow: Flow[Any] = Flow(pipeline(_play(steps, tracker)))
+            async with flow.open() as items:
                 async for item in items:
                     timeline.append((tracker.clock(), item))
                     if isinstance(item, SessionUpdated):

@@ -76,7 +76,7 @@ def _as_function(llm: Any) -> Callable[..., Any]:
     if isinstance(llm, Endpoint):
         return functools.partial(chat, llm)
     if callable(llm):
-        return llm  # type: ignore[no-any-return]
+        return llm
     raise ConfigError(
         f"failover(): each provider must be an Endpoint or an LLM function, got {llm!r}"
     )
