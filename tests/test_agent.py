@@ -259,6 +259,36 @@ async def test_barge_in_mid_sentence_keeps_only_the_heard_sentences():
     assert not other_tasks()
 
 
+async def test_barge_in_after_a_tool_round_keeps_the_round_and_the_heard_part():
+    def weather(city: str) -> str:
+        return "sunny"
+
+    llm = scripted_llm(
+        ["Let me check. ", ToolCall("c1", "weather", '{"city": "Paris"}')],
+        "It is sunny in Paris. The temperature is twenty degrees.",
+        "Sure.",
+    )
+    bot = agent(llm=llm, tts=tts(), session=session(), tools=[weather])
+    cut = ms("Let me check.") + ms("It is sunny in Paris.") + 60
+    result = await run_conversation(bot, [say("weather?"), barge_in("ok", after_audio_ms=cut)])
+    assert result.of(Interrupted)[0].heard == "Let me check. It is sunny in Paris."
+    messages = result.session.messages_json()
+    assert [m["role"] for m in messages] == [
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+    ]
+    assert messages[1]["content"] == "Let me check." and "interrupted" not in messages[1]
+    assert messages[3] == {
+        "role": "assistant",
+        "content": "It is sunny in Paris.",
+        "interrupted": True,
+    }
+
+
 async def test_barge_in_during_the_first_sentence_records_an_empty_interrupted_reply():
     bot = agent(llm=scripted_llm("One two three four five six.", "Yes?"), tts=tts())
     result = await run_conversation(bot, [say("count"), barge_in("wait", after_audio_ms=100)])

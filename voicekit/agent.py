@@ -31,7 +31,9 @@ A ``TurnStarted`` (or a ``TurnEnded``) that arrives during a reply cancels it at
 request (also while it waits for its first byte), the TTS call and a running tool are
 cancelled, and no further audio of that reply is yielded. Then come the ``TurnStarted``,
 ``Interrupted(heard)`` and ``SessionUpdated``; the reply to the next ``TurnEnded`` starts from
-that Session. A tool call of a cancelled generation never runs.
+that Session. A tool call of a cancelled generation never runs. (An ``async`` tool is cancelled
+with the reply; a plain function runs in a worker thread, which cannot be stopped: its result
+is dropped.)
 
 History: what was heard
 -----------------------
@@ -99,9 +101,9 @@ from .text import sentences, split_sentences
 from .turns import turns as make_turns
 from .vad import vad as make_vad
 
-__all__ = ["LLM", "Tool", "agent", "tool", "voice_agent"]
+__all__ = ["CANCELLED_RESULT", "LLM", "OVER_LIMIT_RESULT", "Tool", "agent", "tool", "voice_agent"]
 
-log = logging.getLogger("voicekit.agent")
+_log = logging.getLogger("voicekit.agent")
 
 LLM = Endpoint | Callable[..., Any]
 """What the agent's ``llm`` can be: an :class:`~voicekit.llm.Endpoint` (spoken to with
@@ -172,6 +174,7 @@ class _Reply:
         "llm_error",
         "pending",
         "recording",
+        "said",
         "spoke",
     )
 
@@ -179,6 +182,7 @@ class _Reply:
         self.base = base
         self.heard: list[str] = []
         self.heard_upto = 0  # the number of the last _Heard marker counted
+        self.said: list[str] = []  # every sentence of the reply heard so far, all rounds
         self.spoke = False
         self.audio = False
         self.recording = True  # False while the error message is spoken
@@ -275,7 +279,7 @@ async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterato
     error = reply.llm_error if reply.llm_error is not None else _original(exc)
     speak = bool(from_llm and cfg.llm_error_message and not reply.audio)
     where = "llm" if from_llm else "tts"
-    log.warning("reply failed (%s): %s: %s", where, type(error).__name__, error)
+    _log.warning("reply failed (%s): %s: %s", where, type(error).__name__, error)
     yield ReplyFailed(where, f"{type(error).__name__}: {error}", speak, error)
     if speak:
         reply.recording = False
@@ -287,7 +291,7 @@ async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterato
             if reply.cancelled:
                 raise
             tts_error = _original(tts_exc)
-            log.warning("the error message could not be spoken: %s", tts_error)
+            _log.warning("the error message could not be spoken: %s", tts_error)
             yield ReplyFailed("tts", f"{type(tts_error).__name__}: {tts_error}", False, tts_error)
 
 
@@ -370,7 +374,7 @@ class _Running:
             try:
                 await aclose()
             except Exception as exc:  # an error while closing a cancelled reply is not news
-                log.debug("closing a cancelled reply: %r", exc)
+                _log.debug("closing a cancelled reply: %r", exc)
 
     async def stop(self) -> Session:
         """Cancel the reply at once; the Session with what was heard of it."""
@@ -417,7 +421,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         running = None
                     yield item
                     if cut is not None:
-                        yield Interrupted(_join(cut.heard), item.t)
+                        yield Interrupted(_join(cut.said), item.t)
                         yield SessionUpdated(session)
                     if isinstance(item, TurnEnded) and item.text.strip():
                         state = _Reply(session.add_user(item.text))
@@ -438,6 +442,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     if state.recording and out.number > state.heard_upto:
                         state.heard_upto = out.number
                         state.heard.append(out.text)
+                        state.said.append(out.text)
                     continue
                 if isinstance(out, AudioChunk):
                     state.audio = True
