@@ -560,11 +560,6 @@ async def test_closing_the_agent_mid_reply_leaves_no_task_behind():
     assert llm.completed == [False]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="tones() does not close its inner speak() generator when closed at a yield, so "
-    "the synthesis task outlives the stage for a few loop iterations (fix: aclosing)",
-)
 async def test_closing_the_agent_mid_reply_with_tones_leaves_no_task_behind():
     await asyncio.wait_for(close_mid_reply(tts()), 5)
     assert not other_tasks()

@@ -10,7 +10,17 @@ import pytest
 import voicekit
 
 PACKAGES = ["voicekit", "voicekit.audio", "voicekit.llm", "voicekit.stt", "voicekit.tts"]
-MODULES = ["voicekit.ops", "voicekit.events", "voicekit.session", "voicekit.text", "voicekit.vad"]
+MODULES = [
+    "voicekit.ops",
+    "voicekit.events",
+    "voicekit.session",
+    "voicekit.text",
+    "voicekit.vad",
+    "voicekit.turns",
+    "voicekit.conversation",
+    "voicekit.llm.local",
+    "voicekit.llm.resolve",
+]
 
 
 @pytest.mark.parametrize("name", PACKAGES + MODULES)

@@ -8,7 +8,7 @@ there
 ['Hi', 'there']
 """
 
-from . import audio, events, llm, ops, session, stt, text, tts, vad
+from . import audio, conversation, events, llm, ops, session, stt, text, tts, turns, vad
 from ._errors import (
     AudioError,
     ConfigError,
@@ -24,12 +24,17 @@ from ._errors import (
     VoicekitError,
 )
 from ._frozen import FrozenDict, freeze, thaw
+from .agent import agent, tool, voice_agent
+from .conversation import run_conversation
 from .events import (
     AudioChunk,
     Event,
     Finish,
     Interrupted,
+    ReplyFailed,
+    ReplyStarted,
     Sentence,
+    SessionUpdated,
     SpeechStarted,
     SpeechStopped,
     Switched,
@@ -62,9 +67,12 @@ __all__ = [
     "ProviderStatusError",
     "ProviderStreamError",
     "ProviderTimeout",
+    "ReplyFailed",
+    "ReplyStarted",
     "Sentence",
     "Session",
     "SessionError",
+    "SessionUpdated",
     "SpeechStarted",
     "SpeechStopped",
     "Stage",
@@ -79,8 +87,10 @@ __all__ = [
     "Usage",
     "VoicekitError",
     "__version__",
+    "agent",
     "audio",
     "collect",
+    "conversation",
     "events",
     "failover",
     "freeze",
@@ -89,6 +99,7 @@ __all__ = [
     "new_call_id",
     "ops",
     "parallel",
+    "run_conversation",
     "session",
     "stage",
     "stt",
@@ -96,6 +107,9 @@ __all__ = [
     "tap",
     "text",
     "thaw",
+    "tool",
     "tts",
+    "turns",
     "vad",
+    "voice_agent",
 ]

@@ -269,8 +269,12 @@ class SSEServer:
     async def stop(self) -> None:
         if self._server is not None:
             self._server.close()
-            for conn in list(self._connections):
+            connections = list(self._connections)
+            for conn in connections:
                 conn.abort()
+            tasks = [c.task for c in connections if c.task is not None]
+            if tasks:
+                await asyncio.wait(tasks, timeout=2)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._server.wait_closed(), 2)
             self._server = None
@@ -394,6 +398,7 @@ class _Connection(asyncio.Protocol):
         done, _ = await asyncio.wait({waiter, self.closed}, return_when=asyncio.FIRST_COMPLETED)
         if waiter not in done:
             waiter.cancel()
+            await asyncio.wait([waiter])  # leave no pending getter behind
             return False
         return True
 

@@ -25,7 +25,8 @@ from .adapters import (
 )
 from .chat import LLMEvent, chat, complete, new_client
 from .endpoint import DEFAULT_USER_AGENT, KEYLESS, NO_RETRY, Endpoint, RetryPolicy
-from .local import demo_tools, local_responder
+from .failover import failover, provider_name
+from .local import demo_tools, get_weather, local_responder
 from .presets import (
     PRESETS,
     cerebras,
@@ -52,6 +53,7 @@ from .request import (
     request_headers,
     session_key_value,
 )
+from .resolve import resolve_llm
 from .responses import respond, responses
 from .responses_ws import (
     CONTINUITY_KEY,
@@ -95,6 +97,8 @@ __all__ = [
     "custom",
     "deepseek",
     "demo_tools",
+    "failover",
+    "get_weather",
     "groq",
     "hermes",
     "llamacpp",
@@ -108,8 +112,10 @@ __all__ = [
     "openclaw",
     "perplexity",
     "preset",
+    "provider_name",
     "reply_text",
     "request_headers",
+    "resolve_llm",
     "respond",
     "responses",
     "responses_socket",

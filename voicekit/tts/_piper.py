@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from pathlib import Path
@@ -167,8 +168,10 @@ async def piper(
             yield settings.convert(piece)
 
     try:
-        async for item in speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text):
-            yield item
+        spoken = speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text)
+        async with contextlib.aclosing(spoken) as items:
+            async for item in items:
+                yield item
     finally:
         await _compute.settle(loading)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from typing import Any
 
 import numpy as np
@@ -44,7 +44,7 @@ def check_chunk_ms(chunk_ms: object) -> float:
 
 async def speak(
     source: AsyncIterable[Any], synth: Synth, *, chunk_ms: float, pass_text: bool
-) -> AsyncIterator[Any]:
+) -> AsyncGenerator[Any, None]:
     """Speak every :class:`Sentence` (or ``str``) of ``source``; pass other items through.
 
     Audio comes out in chunks of ``chunk_ms`` (the last of a sentence may be shorter) whose ``t``

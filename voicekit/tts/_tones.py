@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import zlib
 from collections.abc import AsyncIterable, AsyncIterator
@@ -103,5 +104,7 @@ async def tones(
         if samples.shape[0]:
             yield samples, rate
 
-    async for item in speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text):
-        yield item
+    spoken = speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text)
+    async with contextlib.aclosing(spoken) as items:
+        async for item in items:
+            yield item

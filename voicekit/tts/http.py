@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 import httpx
 import numpy as np
@@ -261,7 +261,7 @@ async def speak_http(
 
     try:
         spoken = speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text)
-        async with contextlib.aclosing(cast(AsyncGenerator[Any, None], spoken)) as items:
+        async with contextlib.aclosing(spoken) as items:
             async for item in items:
                 yield item
     finally:
