@@ -8,7 +8,7 @@ there
 ['Hi', 'there']
 """
 
-from . import audio, conversation, events, llm, ops, session, stt, text, tts, turns, vad
+from . import audio, conversation, events, llm, notebook, ops, session, stt, text, tts, turns, vad
 from ._errors import (
     AudioError,
     ConfigError,
@@ -97,6 +97,7 @@ __all__ = [
     "hash_caller",
     "llm",
     "new_call_id",
+    "notebook",
     "ops",
     "parallel",
     "run_conversation",
