@@ -1,36 +1,166 @@
-"""`voicekit demo`, the README's main job, and the README's composition example."""
+"""`voicekit demo` (the README's main job, run as a subprocess, real models), and the README's
+composition example."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 import soundfile as sf
+
+from voicekit import stt
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# LLM settings in the environment would take the demo off the offline default.
+_LLM_ENV = ("OPENAI_API_KEY", "VOICEKIT_LLM_BASE_URL", "VOICEKIT_LLM_MODEL", "VOICEKIT_LLM_API_KEY")
 
-def test_demo_writes_its_outputs_and_says_where(tmp_path):
-    out = tmp_path / "demo-out"
-    result = subprocess.run(
-        [sys.executable, "-m", "voicekit.cli", "demo", "--out", str(out)],
+_NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+]
+_TENS = {"20": "twenty", "30": "thirty"}
+
+
+def words(text: str) -> list[str]:
+    """Lower-case words, punctuation dropped, small numbers spelled out."""
+    out: list[str] = []
+    for word in re.sub(r"[^\w\s']", " ", text.lower()).split():
+        if word.isdigit() and int(word) < 13:
+            out.append(_NUMBERS[int(word)])
+        elif word.isdigit() and len(word) == 2 and word[0] in "23":
+            out += [_TENS[word[0] + "0"]] + ([_NUMBERS[int(word[1])]] if word[1] != "0" else [])
+        else:
+            out.append(word)
+    return out
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    """Word error rate of ``hypothesis`` against ``reference``."""
+    ref, hyp = words(reference), words(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        current = [i]
+        for j, heard in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
+            )
+        previous = current
+    return previous[-1] / max(1, len(ref))
+
+
+def test_wer() -> None:
+    assert wer("It's 22 degrees.", "it's twenty two degrees") == 0.0
+    assert wer("a b c d e", "a b x d e") == pytest.approx(0.2)
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LLM_ENV}
+    return subprocess.run(
+        [sys.executable, "-m", "voicekit.cli", *args],
         capture_output=True,
         text=True,
-        timeout=300,
-        check=True,
+        timeout=timeout,
+        env=env,
     )
-    assert str(out) in result.stdout
-    phone, rate = sf.read(out / "telephone-8k-ulaw.wav", dtype="int16")
-    original, original_rate = sf.read(out / "input-16k.wav", dtype="int16")
-    assert (rate, original_rate) == (8000, 16000)
-    assert abs(len(phone) / rate - len(original) / original_rate) < 0.03
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """`voicekit demo` run once for the module, offline, with its output directory."""
+    out = tmp_path_factory.mktemp("demo") / "out"
+    result = run_cli("demo", "--out", str(out))
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result, out
+
+
+def _field(stdout: str, label: str) -> str:
+    match = re.search(rf"^{label}\s+(.+)$", stdout, re.MULTILINE)
+    assert match, f"no {label!r} line in:\n{stdout}"
+    return match.group(1).strip()
+
+
+def test_demo_hears_the_question_and_says_which_llm(demo) -> None:
+    result, _ = demo
+    assert "LLM: voicekit's offline responder" in result.stdout
+    assert "STT: Whisper tiny.en" in result.stdout
+    assert "TTS: Piper" in result.stdout
+    assert wer("What is the weather like in Rome today?", _field(result.stdout, "heard")) <= 0.1
+    assert 'get_weather({"city": "Rome"})' in _field(result.stdout, "tool")
+    assert "voicekit: loading" in result.stderr  # the models' progress messages
+
+
+def test_demo_reply_wav_is_intelligible(demo) -> None:
+    result, out = demo
+    reply = _field(result.stdout, "reply")
+    assert "Rome" in reply
+    assert str(out / "reply.wav") in result.stdout
+    samples, rate = sf.read(out / "reply.wav", dtype="int16")
+    assert rate == 22050 and len(samples) / rate > 1.0
+    heard = stt.transcribe(out / "reply.wav")
+    assert wer(reply, heard) <= 0.2, (reply, heard)
+
+
+def test_demo_writes_transcript_and_phone_copy(demo) -> None:
+    result, out = demo
+    lines = (out / "transcript.txt").read_text(encoding="utf-8").splitlines()
+    assert lines[0].startswith("user: ") and "Rome" in lines[0]
+    assert lines[1] == "assistant: " + _field(result.stdout, "reply")
+    assert any(line.startswith("tool: get_weather(") for line in lines)
+    phone, rate = sf.read(out / "reply-phone-8k-ulaw.wav", dtype="int16")
+    original, original_rate = sf.read(out / "reply.wav", dtype="int16")
+    assert rate == 8000
+    assert abs(len(phone) / rate - len(original) / original_rate) < 0.05
     assert np.abs(phone).max() > 5000  # speech, not silence
-    snr = float(re.search(r"SNR ([\d.]+) dB", result.stdout).group(1))
-    assert 30 < snr < 45
-    assert "· Dr. Rossi says the U.S.A. forecast at 3:00 p.m. is different;" in result.stdout
+    assert f"outputs    are in {out}" in result.stdout
+
+
+def test_demo_prints_a_latency_breakdown(demo) -> None:
+    result, _ = demo
+    stdout = result.stdout
+    assert "latency (wall clock, from the end of your speech" in stdout
+    steps = [
+        "VAD stop",
+        "STT",
+        "turn end",
+        "LLM first token",
+        "first sentence",
+        "TTS first audio",
+    ]
+    seconds = []
+    for step in steps:
+        match = re.search(rf"^  {step}\s+([\d.]+) s .*at \+([\d.]+) s$", stdout, re.MULTILINE)
+        assert match, f"no {step!r} line in:\n{stdout}"
+        seconds.append(float(match.group(2)))
+    assert seconds == sorted(seconds)  # milestones in order
+    total = re.search(r"end of speech → first reply audio: ([\d.]+) s", stdout)
+    assert total and float(total.group(1)) == pytest.approx(seconds[-1], abs=0.011)
+    assert 0.2 < float(total.group(1)) < 20
+
+
+def test_demo_rejects_bad_engine_options(tmp_path) -> None:
+    result = run_cli("demo", "--out", str(tmp_path), "--stt", "nonsense", timeout=60)
+    assert result.returncode == 2
+    assert "--stt: unknown choice 'nonsense'" in result.stderr
+    result = run_cli("demo", "--out", str(tmp_path), "--tts", "openai", timeout=60)
+    assert result.returncode == 2
+    assert "OPENAI_API_KEY" in result.stderr
 
 
 def test_readme_composition_example_runs(tmp_path, monkeypatch):

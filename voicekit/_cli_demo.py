@@ -1,70 +1,138 @@
-"""``voicekit demo``: the main job, on the bundled sample recording, fully offline."""
+"""``voicekit demo``: the offline voice agent answers the bundled recorded question.
+
+The recording is spoken into the agent as a live caller would — in real time, then silence —
+through Silero VAD, Whisper, the turn detector, the LLM (resolved in the documented order; the
+offline responder with its demo weather tool when nothing else answers) and Piper. The demo
+prints what it heard, what it answered and a latency breakdown, and writes ``reply.wav``, the
+reply as a caller hears it on a phone line, and ``transcript.txt`` into ``--out``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import time
+import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from . import audio, text
-from .events import AudioChunk
-
-SAMPLE_REPLY = (
-    "It is sunny in Rome today, 24 degrees. Dr. Rossi says the U.S.A. forecast at 3:00 p.m. "
-    "is different; see https://example.com/weather.today for details... Anything else?"
+from . import audio
+from ._cli_agent import (
+    Engines,
+    Exchange,
+    add_agent_options,
+    answer_recording,
+    build_engines,
+    prepare,
 )
+from ._errors import ConfigError, VoicekitError
+from ._latency import TurnLatency, format_turn
+from .audio import from_array, resample, telephone
+from .events import Transcript
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "demo",
-        help="run the main job on the bundled sample recording (offline)",
-        description="Run voicekit's main job on the bundled sample question, offline.",
+        help="the offline voice agent answers a recorded question",
+        description=(
+            "Speak the bundled question (or --input) into the voice agent as a live caller "
+            "would, and write its spoken reply. Offline by default: Silero VAD, Whisper "
+            "tiny.en, voicekit's rule-based responder, Piper."
+        ),
     )
     parser.add_argument(
         "--out", type=Path, default=Path("voicekit-demo-out"), help="where to write outputs"
     )
     parser.add_argument("--input", type=Path, default=None, help="a recording to use instead")
+    add_agent_options(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """``voicekit demo``: 0 when the agent answered, 1 when it did not, 2 for bad options."""
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return asyncio.run(_demo(args))
+    except ConfigError as exc:
+        print(f"voicekit demo: {exc}", file=sys.stderr)
+        return 2
+    except VoicekitError as exc:
+        print(f"voicekit demo: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"voicekit demo: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _say(label: str, text: str) -> None:
+    print(f"{label:<11}{text}", flush=True)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    source: Path = args.input or audio.sample_path()
     out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(_demo(args.input or audio.sample_path(), out))
-
-
-async def _demo(source: Path, out: Path) -> int:
+    engines: Engines = await build_engines(args)
+    for line in engines.about:
+        print(line, flush=True)
+    seconds = await prepare(engines)
+    if seconds:
+        _say("ready", f"models loaded and warmed up in {seconds:.1f} s")
     info = audio.info(source)
-    print(f"input      {source} ({info.duration:.2f} s, {info.rate} Hz, {info.channels} ch)")
+    _say("input", f"{source} ({info.duration:.2f} s), spoken in real time as a live caller")
 
-    started = time.perf_counter()
-    clean = out / "input-16k.wav"
-    await audio.write(audio.read(source, rate=16000, chunk_ms=20), clean)
-    phone = out / "telephone-8k-ulaw.wav"
-    await audio.write(
-        audio.read(source, rate=16000, chunk_ms=20) | audio.resample(rate=8000) | audio.telephone(),
-        phone,
-    )
-    elapsed = time.perf_counter() - started
+    def on_item(item: Any) -> None:
+        if isinstance(item, Transcript) and item.final:
+            _say("heard", item.text)
 
-    original, _ = audio.load(clean, rate=8000)
-    through_phone, _ = audio.load(phone)
-    n = min(len(original), len(through_phone))
-    error = original[:n].astype(np.float64) - through_phone[:n].astype(np.float64)
-    snr = 10 * np.log10(np.sum(original[:n].astype(np.float64) ** 2) / max(np.sum(error**2), 1.0))
-    print(f"wrote      {clean}")
-    print(f"wrote      {phone} (8 kHz G.711 μ-law round trip, SNR {snr:.1f} dB)")
-    print(f"audio      {elapsed * 1000:.0f} ms for read → resample → μ-law → write, twice")
+    def on_turn(turn: TurnLatency) -> None:
+        latencies.append(turn)
 
-    print("sentences  a sample reply, split for speech as tokens arrive:")
-    tokens = [SAMPLE_REPLY[i : i + 4] for i in range(0, len(SAMPLE_REPLY), 4)]
-    async for sentence in text.sentences(tokens):
-        print(f"           · {sentence}")
-    chunks = [c async for c in audio.read(clean) if isinstance(c, AudioChunk)]
-    print(f"done       {len(chunks)} chunks of 20 ms; outputs are in {out}")
-    return 0
+    latencies: list[TurnLatency] = []
+    result = await answer_recording(engines, source, on_item=on_item, on_turn=on_turn)
+    for call, content in result.tools:
+        _say("tool", f"{call.name}({call.arguments}) → {content}")
+    for error in result.errors:
+        _say("error", error)
+    for user, said in result.turns:
+        _say("you said", user)
+        _say("reply", said)
+    if not result.turns:
+        _say("reply", "(none: no speech was heard in the recording)")
+    await _write(result, out)
+    for number, turn in enumerate(latencies, 1):
+        where = "" if turn.speech_end_t is None else f" at {turn.speech_end_t:.2f} s"
+        which = f" of turn {number}" if len(latencies) > 1 else ""
+        print(f"latency{which} (wall clock, from the end of your speech{where} in the recording):")
+        print(format_turn(turn))
+    return 0 if result.audio else 1
+
+
+async def _write(result: Exchange, out: Path) -> None:
+    lines = []
+    for user, said in result.turns:
+        if user:
+            lines.append(f"user: {user}")
+        lines.append(f"assistant: {said}")
+    for call, content in result.tools:
+        lines.append(f"tool: {call.name}({call.arguments}) -> {content}")
+    transcript = out / "transcript.txt"
+    await asyncio.to_thread(transcript.write_text, "\n".join(lines) + "\n", encoding="utf-8")
+    joined = result.reply_audio
+    if joined is None:
+        _say("wrote", f"{transcript} (there was no reply audio)")
+        return
+    samples, rate = joined
+    reply = out / "reply.wav"
+    await audio.write(from_array(samples, rate), reply)
+    phone = out / "reply-phone-8k-ulaw.wav"
+    await audio.write(from_array(samples, rate) | resample(rate=8000) | telephone(), phone)
+    _say("wrote", f"{reply} ({len(samples) / rate:.2f} s at {rate} Hz)")
+    _say("wrote", f"{phone} (the reply as a caller hears it: 8 kHz G.711 μ-law)")
+    _say("wrote", str(transcript))
+    _say("outputs", f"are in {out}")
+
+

@@ -1,0 +1,259 @@
+"""End of user speech → first reply audio, with the offline stack, as a live caller lives it.
+
+The stack is the one ``voicekit demo`` runs: Silero VAD → Whisper tiny.en → turn detector →
+voicekit's offline responder (with its demo weather tool) → Piper (en_US joe medium). At start
+the bench synthesises a dozen short questions with Piper (once), resamples them to 16 kHz and
+speaks them into ONE call, in real time: each question, then silence until the agent has
+answered, then half a second more. Chunks are released when their end has been "recorded" (an
+absolute clock), so stream time and wall time line up, as with a microphone.
+
+For each turn it reports, on the wall clock, from the *true* end of the question's speech (the
+last 10 ms frame above −50 dBFS in the synthesised clip — not the VAD's estimate): the VAD stop
+decision, the transcript, the end of the turn, the LLM's first token, the first sentence into
+the TTS and the first reply audio out of the agent; then the median and p90 of each step and of
+the total. It also checks that the transcripts are right (word error rate).
+
+Run:  python bench/voice_to_voice.py [--rounds 1] [--naive] [--no-warm] [--stop-secs 0.2]
+                                     [--speech-timeout 0.6] [--no-speculate]
+Target (issue 6): median end of speech → first reply audio ≤ 1.5 s on this 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import re
+import statistics
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import soxr
+
+from voicekit import tts
+from voicekit._cli_agent import build_engines, converse, prepare
+from voicekit._latency import STEPS, LatencyProbe, TurnLatency, paced_audio, percentile
+from voicekit.events import AudioChunk
+from voicekit.turns import speech_timeout, turns
+from voicekit.vad import vad
+
+QUESTIONS = [
+    "What is the weather like in Paris?",
+    "Hello there!",
+    "What time is it?",
+    "Can you tell me the weather in London today?",
+    "Thank you very much.",
+    "What can you do?",
+    "What's the date today?",
+    "Is it windy in Berlin?",
+    "Good morning, how are you?",
+    "Please book a table for two at eight.",
+    "What's the temperature in Tokyo?",
+    "Goodbye, talk to you later.",
+]
+
+RATE = 16000
+CHUNK = 320  # 20 ms
+LEAD = 0.4  # silence before each question
+
+
+@dataclass
+class Clip:
+    text: str
+    samples: npt.NDArray[np.int16]
+    speech_end: float  # seconds into samples where the speech truly ends
+    start: float = 0.0  # stream time at which the clip starts (set while feeding)
+
+
+def speech_end(samples: npt.NDArray[np.int16], threshold_db: float = -50.0) -> float:
+    """Seconds to the end of the last 10 ms frame above ``threshold_db`` dBFS."""
+    frames = samples[: len(samples) // 160 * 160].reshape(-1, 160).astype(np.float64)
+    level = 10 * np.log10(np.mean(frames * frames, axis=1) + 1e-9) - 20 * np.log10(32768)
+    loud = np.flatnonzero(level > threshold_db)
+    return float((loud[-1] + 1) * 0.01) if loud.size else 0.0
+
+
+def make_clips(texts: list[str]) -> list[Clip]:
+    clips = []
+    for text in texts:
+        samples, rate = tts.synthesize(text)
+        pcm = soxr.resample(samples.astype(np.float32) / 32768, rate, RATE, "HQ")
+        pcm16 = np.clip(pcm * 32768, -32768, 32767).astype(np.int16)
+        lead = np.zeros(round(LEAD * RATE), np.int16)
+        joined = np.concatenate([lead, pcm16])
+        clips.append(Clip(text, joined, speech_end(joined)))
+    return clips
+
+
+async def feed(clips: list[Clip], probe: LatencyProbe) -> AsyncIterator[AudioChunk]:
+    """The questions one after another, each answered before the next, in real time."""
+
+    async def chunks() -> AsyncIterator[AudioChunk]:
+        t = 0.0
+        silence = np.zeros(CHUNK, np.int16)
+        for clip in clips:
+            clip.start = t
+            for i in range(0, len(clip.samples), CHUNK):
+                piece = clip.samples[i : i + CHUNK]
+                yield AudioChunk(piece, RATE, t)
+                t += len(piece) / RATE
+            waited = 0.0
+            while waited < 30.0 and (waited < 1.0 or not probe.idle):
+                yield AudioChunk(silence, RATE, t)
+                t += CHUNK / RATE
+                waited += CHUNK / RATE
+            for _ in range(25):  # the caller takes a breath before the next question
+                yield AudioChunk(silence, RATE, t)
+                t += CHUNK / RATE
+
+    async for chunk in paced_audio(chunks(), probe):
+        yield chunk
+
+
+_NUMBERS = [
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+]
+
+
+def _words(text: str) -> list[str]:
+    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
+    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    ref, hyp = _words(reference), _words(hypothesis)
+    previous = list(range(len(hyp) + 1))
+    for i, word in enumerate(ref, 1):
+        current = [i]
+        for j, heard in enumerate(hyp, 1):
+            current.append(
+                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
+            )
+        previous = current
+    return previous[-1] / max(1, len(ref))
+
+
+def clip_of(turn: TurnLatency, clips: list[Clip]) -> Clip | None:
+    """The clip whose speech the turn's end of speech falls in (or just after)."""
+    if turn.speech_end_t is None:
+        return None
+    best = [c for c in clips if c.start <= turn.speech_end_t]
+    return best[-1] if best else None
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+async def main(args: argparse.Namespace) -> None:
+    hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
+    for hog in hogs:
+        hog.start()
+    try:
+        await _run(args)
+    finally:
+        for hog in hogs:
+            hog.terminate()
+            hog.join()
+
+
+async def _run(args: argparse.Namespace) -> None:
+    engine_args = argparse.Namespace(llm="local", stt=None, tts=None, voice=None, system=None)
+    engines = await build_engines(engine_args)
+    if args.no_warm:
+        engines.warmers = []
+    began = time.perf_counter()
+    await prepare(engines)
+    warm = "off" if args.no_warm else "on"
+    print(f"models ready in {time.perf_counter() - began:.1f} s (warm-up {warm}, busy {args.busy})")
+    clips = make_clips(QUESTIONS)
+    print(f"{len(clips)} questions synthesised with Piper")
+    rows: list[tuple[Clip, TurnLatency, float, str]] = []
+    for round_ in range(args.rounds):
+        probe = LatencyProbe()
+        result = await converse(
+            engines,
+            feed(clips, probe),
+            probe,
+            vad_stage=vad(stop_secs=args.stop_secs),
+            turns_stage=turns(stop=[speech_timeout(args.speech_timeout)]),
+        )
+        heard = {u: s for u, s in result.turns}
+        for turn in result.latency:
+            clip = clip_of(turn, clips)
+            if clip is None or probe.origin is None:
+                continue
+            true_end = probe.origin + clip.start + clip.speech_end
+            vad_lag = (turn.speech_end or true_end) - true_end
+            turn.speech_end = true_end  # measure from the true end of speech
+            rows.append((clip, turn, vad_lag, heard.get(turn.text, "")))
+        print(f"round {round_ + 1}: {len(result.latency)} turns")
+
+    print()
+    print(
+        f"{'question':<46}{'WER':>5}  "
+        + "".join(f"{label[:9]:>10}" for _, label in STEPS)
+        + f"{'total':>9}"
+    )
+    for clip, turn, _, _ in rows:
+        steps = turn.steps()
+        cells = "".join(f"{s[2]:10.2f}" if s[2] is not None else f"{'–':>10}" for s in steps)
+        total = f"{turn.total:9.2f}" if turn.total is not None else f"{'–':>9}"
+        print(f"{clip.text[:45]:<46}{wer(clip.text, turn.text):5.2f}  {cells}{total}")
+    print()
+    print("median / p90 over", len(rows), "turns (seconds; each step from the one before):")
+    for index, (_, label) in enumerate(STEPS):
+        values = [v for _, t, _, _ in rows if (v := t.steps()[index][2]) is not None]
+        if values:
+            _line(label, values)
+    lags = [lag for _, _, lag, _ in rows]
+    totals = [t.total for _, t, _, _ in rows if t.total is not None]
+    if lags:
+        _line("(VAD end estimate − true end)", lags)
+    if totals:
+        _line("END OF SPEECH → FIRST REPLY AUDIO", totals)
+    errors = [wer(c.text, t.text) for c, t, _, _ in rows]
+    if errors:
+        print(f"  mean WER of the transcripts: {statistics.mean(errors):.3f}")
+    for clip, turn, _, _ in rows:
+        if wer(clip.text, turn.text) > 0:
+            print(f"  misheard: {clip.text!r} → {turn.text!r}")
+
+
+def _line(label: str, values: list[float]) -> None:
+    print(f"  {label:<34}{statistics.median(values):6.2f}  {percentile(values, 90):6.2f}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="how many times to run the questions")
+    parser.add_argument("--no-warm", action="store_true", help="skip the warm-up inference")
+    parser.add_argument("--stop-secs", type=float, default=0.2, help="VAD stop_secs")
+    parser.add_argument(
+        "--speech-timeout", type=float, default=0.6, help="turns user_speech_timeout"
+    )
+    parser.add_argument(
+        "--busy",
+        type=int,
+        default=0,
+        help="processes spinning on the CPU meanwhile (other tenants)",
+    )
+    asyncio.run(main(parser.parse_args()))

