@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import inspect
 import sys
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable
@@ -367,7 +368,9 @@ async def converse(
 ) -> Exchange:
     """Run the agent on ``source`` until it ends; collect what came of it.
 
-    ``stages``: ``vad_stage`` / ``turns_stage`` for :func:`pipeline`.
+    ``on_item`` sees every item out of the agent (and is awaited if it returns an awaitable:
+    a player that paces the reply audio). ``stages``: ``vad_stage`` / ``turns_stage`` for
+    :func:`pipeline`.
     """
     result = Exchange(latency=probe.turns)
     user = ""
@@ -398,7 +401,9 @@ async def converse(
                     result.turns.append((user, said))
                 user = ""
             if on_item is not None:
-                on_item(item)
+                done = on_item(item)
+                if inspect.isawaitable(done):
+                    await done
     return result
 
 

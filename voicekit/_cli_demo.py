@@ -134,5 +134,3 @@ async def _write(result: Exchange, out: Path) -> None:
     _say("wrote", f"{phone} (the reply as a caller hears it: 8 kHz G.711 μ-law)")
     _say("wrote", str(transcript))
     _say("outputs", f"are in {out}")
-
-

@@ -11,7 +11,12 @@ __all__ = ["main"]
 
 # Each module named here has ``add_parser(subparsers)``, which registers one or more
 # subcommands and sets ``func`` (a callable taking the parsed args and returning an exit code).
-_COMMAND_MODULES = ("voicekit._cli_demo", "voicekit._cli_chat")
+_COMMAND_MODULES = (
+    "voicekit._cli_demo",
+    "voicekit._cli_run",
+    "voicekit._cli_talk",
+    "voicekit._cli_chat",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
