@@ -176,13 +176,15 @@ async def main(args: argparse.Namespace) -> None:
 async def _run(args: argparse.Namespace) -> None:
     engine_args = argparse.Namespace(llm="local", stt=None, tts=None, voice=None, system=None)
     engines = await build_engines(engine_args)
+    if args.hint_secs < 0:
+        args.hint_secs = None
     if args.no_warm:
         engines.warmers = []
     began = time.perf_counter()
     await prepare(engines)
     warm = "off" if args.no_warm else "on"
     print(f"models ready in {time.perf_counter() - began:.1f} s (warm-up {warm}, busy {args.busy})")
-    clips = make_clips(QUESTIONS)
+    clips = make_clips(QUESTIONS[: args.questions])
     print(f"{len(clips)} questions synthesised with Piper")
     rows: list[tuple[Clip, TurnLatency, float, str]] = []
     for round_ in range(args.rounds):
@@ -191,7 +193,7 @@ async def _run(args: argparse.Namespace) -> None:
             engines,
             feed(clips, probe),
             probe,
-            vad_stage=vad(stop_secs=args.stop_secs),
+            vad_stage=vad(stop_secs=args.stop_secs, hint_secs=args.hint_secs),
             turns_stage=turns(stop=[speech_timeout(args.speech_timeout)]),
         )
         heard = {u: s for u, s in result.turns}
@@ -203,7 +205,10 @@ async def _run(args: argparse.Namespace) -> None:
             vad_lag = (turn.speech_end or true_end) - true_end
             turn.speech_end = true_end  # measure from the true end of speech
             rows.append((clip, turn, vad_lag, heard.get(turn.text, "")))
-        print(f"round {round_ + 1}: {len(result.latency)} turns")
+        print(
+            f"round {round_ + 1}: {len(result.latency)} turns, "
+            f"{probe.stops} VAD stops, {probe.hints} pause hints"
+        )
 
     print()
     print(
@@ -228,6 +233,11 @@ async def _run(args: argparse.Namespace) -> None:
         _line("(VAD end estimate − true end)", lags)
     if totals:
         _line("END OF SPEECH → FIRST REPLY AUDIO", totals)
+    firsts = [t.total for i, (_, t, _, _) in enumerate(rows) if i % len(clips) == 0 and t.total]
+    if firsts:
+        print(
+            f"  first turn of each round (the demo's case): {', '.join(f'{v:.2f}' for v in firsts)}"
+        )
     errors = [wer(c.text, t.text) for c, t, _, _ in rows]
     if errors:
         print(f"  mean WER of the transcripts: {statistics.mean(errors):.3f}")
@@ -245,10 +255,18 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--rounds", type=int, default=1, help="how many times to run the questions")
+    parser.add_argument("--questions", type=int, default=len(QUESTIONS), help="how many to ask")
     parser.add_argument("--no-warm", action="store_true", help="skip the warm-up inference")
     parser.add_argument("--stop-secs", type=float, default=0.2, help="VAD stop_secs")
     parser.add_argument(
         "--speech-timeout", type=float, default=0.6, help="turns user_speech_timeout"
+    )
+    parser.add_argument(
+        "--hint-secs",
+        type=float,
+        default=0.0,
+        help="VAD pause hint after this much quiet: Whisper starts then (default: first quiet "
+        "frame); a negative value turns speculation off",
     )
     parser.add_argument(
         "--busy",

@@ -73,6 +73,11 @@ RATE = 16000
 
 CHUNK_MS = 20
 
+HINT_SECS = 0.0
+"""When the VAD hints that speech may have stopped (its first quiet frame): Whisper starts
+transcribing then, instead of ``stop_secs`` (0.2 s) later, and keeps the result if the stop
+confirms it."""
+
 
 def add_agent_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--llm --stt --tts --voice --system`` to a subcommand."""
@@ -288,7 +293,7 @@ def pipeline(
         llm_error_message="Sorry, I could not reach the language model.",
     )
     return (
-        (vad_stage or vad())
+        (vad_stage or vad(hint_secs=HINT_SECS))
         | probe.after_vad
         | engines.stt
         | probe.after_stt

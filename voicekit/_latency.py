@@ -40,6 +40,7 @@ from .events import (
 )
 from .llm._signature import call_llm
 from .ops import Stage, tap
+from .vad import SpeechPaused
 
 __all__ = [
     "STEPS",
@@ -139,6 +140,8 @@ class LatencyProbe:
     clock: Callable[[], float] = time.perf_counter
     origin: float | None = None
     turns: list[TurnLatency] = field(default_factory=list)
+    hints: int = 0  # VAD pause hints seen
+    stops: int = 0  # VAD stops seen
     on_turn: Callable[[TurnLatency], Any] | None = None
     _state: _State = field(default_factory=_State)
     _pending: TurnLatency | None = None
@@ -188,7 +191,10 @@ class LatencyProbe:
     # -- what the taps see ------------------------------------------------------------------------
 
     def _see_vad(self, item: Any) -> None:
-        if isinstance(item, SpeechStopped):
+        if isinstance(item, SpeechPaused):
+            self.hints += 1
+        elif isinstance(item, SpeechStopped):
+            self.stops += 1
             self._state.speech_end_t = item.t
             self._state.vad_stop = self.clock()
             self._state.transcript = None

@@ -36,6 +36,13 @@ tests). Each stream opens its own detector state, so streams never share model s
 in a worker thread, several frames per hop when audio arrives faster than real time; the stage
 reads ahead of its consumer by at most about 1.5 s of audio while a hop runs. Silero is not
 reset during a stream (Pipecat resets it every 5 s); its state is small and made for streaming.
+
+Pause hints. With ``hint_secs`` set, the stage also emits a :class:`SpeechPaused` once speech
+has been quiet for ``hint_secs`` (less than ``stop_secs``), with the same ``t`` the
+:class:`SpeechStopped` will have if the quiet lasts. It is a hint, not a marker: the speech may
+go on (the stage says nothing then; a later hint or stop has another ``t``). A recogniser can
+start transcribing at the hint and keep the result if the stop confirms it (see
+:func:`voicekit.stt.whisper`), which takes the work out of the ``stop_secs`` wait.
 """
 
 from __future__ import annotations
@@ -58,7 +65,7 @@ from .audio._resampler import Resampler
 from .events import AudioChunk, SpeechStarted, SpeechStopped
 from .ops import stage
 
-__all__ = ["Detector", "VADState", "energy", "silero", "vad", "webrtc"]
+__all__ = ["Detector", "SpeechPaused", "VADState", "energy", "silero", "vad", "webrtc"]
 
 Frames = npt.NDArray[np.int16]
 """A batch of frames: shape (n, samples per frame), int16."""
@@ -209,6 +216,17 @@ def volume(frames: Frames) -> npt.NDArray[np.float64]:
 # The state machine
 
 
+@dataclass(frozen=True, slots=True)
+class SpeechPaused:
+    """A hint from :func:`vad` (with ``hint_secs``): the speech may have ended at ``t``.
+
+    A :class:`SpeechStopped` with the same ``t`` confirms it; one with another ``t`` (or another
+    hint) means the speech went on in between.
+    """
+
+    t: float
+
+
 class VADState(Enum):
     """Where the VAD state machine is."""
 
@@ -224,6 +242,7 @@ class _Machine:
     __slots__ = (
         "confidence",
         "count",
+        "hint_frames",
         "min_volume",
         "params",
         "run_t",
@@ -241,8 +260,10 @@ class _Machine:
         start_frames: int,
         stop_frames: int,
         params: Mapping[str, Any],
+        hint_frames: int | None = None,
     ) -> None:
         self.confidence = confidence
+        self.hint_frames = hint_frames
         self.min_volume = min_volume
         self.start_frames = start_frames
         self.stop_frames = stop_frames
@@ -276,6 +297,8 @@ class _Machine:
         if self.state is VADState.STOPPING and self.count >= self.stop_frames:
             self.state, self.count = VADState.QUIET, 0
             return SpeechStopped(self.run_t, dict(self.params))
+        if self.state is VADState.STOPPING and self.count == self.hint_frames:
+            return SpeechPaused(self.run_t)
         return None
 
     def close(self, t_end: float) -> SpeechStopped | None:
@@ -330,8 +353,12 @@ async def vad(
     start_secs: float = 0.2,
     stop_secs: float = 0.2,
     min_volume: float = 0.6,
+    hint_secs: float | None = None,
 ) -> AsyncIterator[Any]:
     """Pass every item through and insert :class:`SpeechStarted` / :class:`SpeechStopped`.
+
+    With ``hint_secs`` (shorter than ``stop_secs``) it also inserts :class:`SpeechPaused` hints
+    after that much quiet; 0 means at the first quiet frame.
 
     See the module documentation for how frames are judged and markers timed. All audio chunks
     should share one rate: if the rate changes, the analysis goes on at the new rate only when
@@ -352,6 +379,8 @@ async def vad(
     min_volume = _check("min_volume", min_volume, 0.0, 1.0)
     start_secs = _check("start_secs", start_secs, 0.0, math.inf)
     stop_secs = _check("stop_secs", stop_secs, 0.0, math.inf)
+    if hint_secs is not None:
+        hint_secs = _check("hint_secs", hint_secs, 0.0, stop_secs)
     params = {
         "detector": str(detector),
         "confidence": confidence,
@@ -366,6 +395,7 @@ async def vad(
         start_frames=max(1, round(start_secs / frame_secs)),
         stop_frames=max(1, round(stop_secs / frame_secs)),
         params=params,
+        hint_frames=None if hint_secs is None else max(1, round(hint_secs / frame_secs)),
     )
 
     framing: _Frames | None = None

@@ -21,6 +21,7 @@ from .._compute import settle
 from .._errors import ConfigError
 from ..audio import to_float32, to_int16
 from ..events import AudioChunk, SpeechStarted, SpeechStopped, Transcript
+from ..vad import SpeechPaused
 
 RATE = 16000
 """The rate utterances are handed to recognisers at."""
@@ -63,6 +64,12 @@ class Utterances:
             self.start = max(marker.t - self.pre_roll, self.floor)
             while self.chunks and self.chunks[0].end <= self.start:
                 self.chunks.popleft()
+
+    def so_far(self) -> tuple[float, npt.NDArray[np.int16]] | None:
+        """The utterance in progress as it stands (it stays open): its onset and samples."""
+        if self.start is None:
+            return None
+        return self.onset, self._cut(self.start)
 
     def stopped(self, marker: SpeechStopped) -> tuple[float, npt.NDArray[np.int16]] | None:
         """Close the utterance in progress: its onset and its samples at 16 kHz."""
@@ -124,6 +131,7 @@ async def recognize_utterances(
     *,
     pre_roll: float,
     pass_audio: bool,
+    speculate: bool = False,
 ) -> AsyncIterator[Any]:
     """The body of an STT stage: markers pass through, utterances become Transcripts.
 
@@ -132,16 +140,29 @@ async def recognize_utterances(
     transcription in flight). Transcripts come out in utterance order, each as soon as it is
     ready; empty ones are dropped. At most a couple of utterances wait for recognition before
     the stage stops reading ahead.
+
+    :class:`~voicekit.vad.SpeechPaused` hints are consumed. With ``speculate``, each hint starts
+    recognising the utterance as it stands; the :class:`SpeechStopped` with the hint's ``t``
+    adopts that result (the audio after the hint is the quiet the VAD waited for), and a newer
+    hint or a stop with another ``t`` (the speech went on) drops it. Its transcript still comes
+    out only after the stop.
     """
     cutter = Utterances(pre_roll)
     src = aiter(source)
     pull: asyncio.Future[Any] | None = None
     jobs: deque[tuple[float, asyncio.Future[str]]] = deque()
+    guess: tuple[float, float, asyncio.Future[str]] | None = None  # (hint t, onset, job)
     ended = False
 
     def submit(cut: tuple[float, npt.NDArray[np.int16]] | None) -> None:
         if cut is not None:
             jobs.append((cut[0], asyncio.ensure_future(recognize(cut[1]))))
+
+    async def drop_guess() -> None:
+        nonlocal guess
+        if guess is not None:
+            await settle(guess[2])
+            guess = None
 
     try:
         while not ended or jobs:
@@ -168,12 +189,26 @@ async def recognize_utterances(
                 if pass_audio:
                     yield item
                 continue
+            if isinstance(item, SpeechPaused):
+                await drop_guess()
+                cut = cutter.so_far() if speculate else None
+                if cut is not None:
+                    guess = (item.t, cut[0], asyncio.ensure_future(recognize(cut[1])))
+                continue
             if isinstance(item, SpeechStarted):
                 cutter.started(item)
             elif isinstance(item, SpeechStopped):
-                submit(cutter.stopped(item))
+                cut = cutter.stopped(item)
+                if guess is not None and cut is not None and guess[0] == item.t:
+                    jobs.append((guess[1], guess[2]))  # nothing was said since the hint
+                    guess = None
+                else:
+                    await drop_guess()
+                    submit(cut)
             yield item
     finally:
         await settle(pull)
         for _, job in jobs:
             await settle(job)
+        if guess is not None:
+            await settle(guess[2])

@@ -158,6 +158,7 @@ async def whisper(
     compute_type: str = "int8",
     cpu_threads: int = 2,
     options: Mapping[str, Any] | None = None,
+    speculate: bool = True,
 ) -> AsyncIterator[Any]:
     """Transcribe each utterance between speech markers with faster-whisper, offline.
 
@@ -175,6 +176,10 @@ async def whisper(
     to ``WhisperModel.transcribe``. Needs ``voicekit[local]``. Each transcription takes the
     process-wide inference lock (see ``voicekit._compute``), so it never runs at the same moment
     as speech synthesis.
+
+    With ``speculate`` (the default), a :class:`~voicekit.vad.SpeechPaused` hint from
+    ``vad(hint_secs=...)`` starts the transcription before the VAD has decided the speech
+    stopped; the stop adopts it, or it is dropped if the speech went on.
     """
     settings = WhisperSettings(
         model,
@@ -193,7 +198,7 @@ async def whisper(
 
     try:
         async for item in recognize_utterances(
-            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio
+            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio, speculate=speculate
         ):
             yield item
     finally:
