@@ -23,11 +23,12 @@ from ._cli_agent import (
     answer_recording,
     build_engines,
     prepare,
+    reply_text,
 )
 from ._errors import ConfigError, VoicekitError
-from ._latency import TurnLatency, format_turn
+from ._latency import format_turn
 from .audio import from_array, resample, telephone
-from .events import Transcript
+from .events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
 
 __all__ = ["add_parser", "run"]
 
@@ -84,22 +85,25 @@ async def _demo(args: argparse.Namespace) -> int:
     info = audio.info(source)
     _say("input", f"{source} ({info.duration:.2f} s), spoken in real time as a live caller")
 
-    def on_item(item: Any) -> None:
+    calls: dict[str, ToolCall] = {}
+
+    def on_item(item: Any) -> None:  # said as it happens
         if isinstance(item, Transcript) and item.final:
             _say("heard", item.text)
+        elif isinstance(item, ToolCall):
+            calls[item.id] = item
+        elif isinstance(item, ToolResult) and item.call_id in calls:
+            call = calls[item.call_id]
+            _say("tool", f"{call.name}({call.arguments}) → {item.content}")
+        elif isinstance(item, ReplyFailed):
+            _say("error", f"{item.source}: {item.error}")
+        elif isinstance(item, SessionUpdated):
+            said = reply_text(item.session)
+            if said:
+                _say("reply", said)
 
-    def on_turn(turn: TurnLatency) -> None:
-        latencies.append(turn)
-
-    latencies: list[TurnLatency] = []
-    result = await answer_recording(engines, source, on_item=on_item, on_turn=on_turn)
-    for call, content in result.tools:
-        _say("tool", f"{call.name}({call.arguments}) → {content}")
-    for error in result.errors:
-        _say("error", error)
-    for user, said in result.turns:
-        _say("you said", user)
-        _say("reply", said)
+    result = await answer_recording(engines, source, on_item=on_item)
+    latencies = result.latency
     if not result.turns:
         _say("reply", "(none: no speech was heard in the recording)")
     await _write(result, out)
