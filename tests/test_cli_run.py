@@ -108,3 +108,42 @@ def test_table_cuts_long_text_and_marks_missing_replies() -> None:
 
 def test_output_names_are_distinct() -> None:
     assert _names([Path("a/q.wav"), Path("b/q.wav"), Path("q.flac")]) == ["q", "q-2", "q-3"]
+
+
+async def test_run_with_http_engines_and_an_llm_url(tmp_path) -> None:
+    """--stt/--tts/--llm pointed at local OpenAI-compatible servers (the VAD stays Silero)."""
+    import asyncio
+
+    from servers.audio_server import AudioServer
+    from servers.sse_server import SSEServer, text_reply
+
+    async with AudioServer() as speech, SSEServer() as llm:
+        speech.transcripts.append("What is the weather like in Rome?")
+        llm.enqueue(text_reply(["Sunny", " in Rome.", " Anything", " else?"]))
+        env = {k: v for k, v in os.environ.items() if k not in _LLM_ENV}
+        env["VOICEKIT_LLM_MODEL"] = "test-model"
+        args = ["run", str(audio.sample_path()), "--out", str(tmp_path)]
+        args += ["--stt", speech.base_url, "--tts", speech.base_url, "--voice", "nova"]
+        args += ["--llm", llm.base_url, "--system", "Be brief."]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "voicekit.cli", *args, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        stdout, stderr = await asyncio.wait_for(proc.communicate(), 120)
+    out = stdout.decode()
+    assert proc.returncode == 0, out + stderr.decode()
+    assert f"LLM: custom at {llm.base_url}, model 'test-model' (chosen with --llm)" in out
+    assert f"STT: OpenAI-compatible server at {speech.base_url}" in out
+    assert "loading models" not in out  # nothing local to load
+    row = next(line for line in out.splitlines() if line.startswith("question.wav"))
+    assert "What is the weather like in Rome?" in row and "Sunny in Rome. Anything else?" in row
+    assert speech.uploads[0].wav is not None and speech.uploads[0].wav.rate == 16000
+    spoken = [r.json() for r in speech.requests if r.path.endswith("/audio/speech")]
+    assert [s["input"] for s in spoken] == ["Sunny in Rome.", "Anything else?"]
+    assert {s["voice"] for s in spoken} == {"nova"}
+    sent = llm.requests[-1].json()
+    assert sent["messages"][0] == {"role": "system", "content": "Be brief."}
+    assert sent["messages"][-1] == {"role": "user", "content": "What is the weather like in Rome?"}
+    assert "tools" not in sent  # demo tools go to the offline responder only
+    samples, rate = sf.read(tmp_path / "question-reply.wav", dtype="int16")
+    assert rate == 24000 and len(samples) > 0
