@@ -213,10 +213,14 @@ async def test_speaker_paces_flushes_and_follows_the_rate() -> None:
     assert speaker.waiting <= 0.1 * 22050 + 441
     speaker.flush()  # a barge-in
     assert speaker.waiting == 0
-    await asyncio.sleep(0.05)
+    blocks = len(sd.outputs[0].played)
+    for _ in range(200):  # two more blocks played after the flush
+        if len(sd.outputs[0].played) >= blocks + 2:
+            break
+        await asyncio.sleep(0.01)
     played = sd.outputs[0].audio
     assert (played == 1000).sum() >= 441 * 15
-    assert played[-50:].tolist() == [0] * 50  # silence once flushed
+    assert played[-220:].tolist() == [0] * 220  # silence once flushed
     await speaker.play(AudioChunk(np.full(160, 7, np.int16), 16000))
     assert len(sd.outputs) == 2 and sd.outputs[1].rate == 16000 and speaker.rate == 16000
     assert not sd.outputs[0].thread.is_alive()
