@@ -161,17 +161,3 @@ def test_demo_rejects_bad_engine_options(tmp_path) -> None:
     result = run_cli("demo", "--out", str(tmp_path), "--tts", "openai", timeout=60)
     assert result.returncode == 2
     assert "OPENAI_API_KEY" in result.stderr
-
-
-def test_readme_composition_example_runs(tmp_path, monkeypatch):
-    readme = (ROOT / "README.md").read_text()
-    block = readme.split("## Composing stages", 1)[1].split("```python", 1)[1].split("```", 1)[0]
-    monkeypatch.chdir(tmp_path)
-    source = "async def _example():\n" + "".join(f"    {line}\n" for line in block.splitlines())
-    namespace: dict = {}
-    exec(compile(source, "README.md", "exec"), namespace)
-    import asyncio
-
-    asyncio.run(namespace["_example"]())
-    data, rate = sf.read(tmp_path / "phone-quality.wav", dtype="int16")
-    assert rate == 8000 and len(data) > 8000
