@@ -94,7 +94,7 @@ from .events import (
 from .llm._signature import accepted_context, call_llm
 from .llm.chat import chat, new_client
 from .llm.endpoint import Endpoint
-from .llm.responses_ws import ResponsesState
+from .llm.responses_ws import ResponsesState, Restarted
 from .ops import Flow, Stage
 from .session import Session
 from .text import sentences, split_sentences
@@ -249,6 +249,7 @@ async def _llm_events(
     except Exception as exc:
         reply.llm_error = exc
         raise
+    replay = _Replay()
     try:
         while True:
             try:
@@ -262,11 +263,66 @@ async def _llm_events(
                 event = Token(event)
             elif isinstance(event, ResponsesState):
                 reply.base = event.apply(reply.base)
-            yield event
+            for out in replay.filter(event):
+                yield out
     finally:
         aclose = getattr(stream, "aclose", None)
         if aclose is not None:
             await aclose()
+
+
+class _Replay:
+    """Reconciles an LLM stream that starts its reply over (a :class:`Restarted` event).
+
+    What was yielded before the restart is already on its way to the caller's ears and cannot be
+    taken back. So the restarted reply's text is skipped for as long as it repeats what was
+    already yielded, and only what goes beyond it is passed on; a tool call identical to one
+    already passed on is dropped, so it cannot run twice. If the new text diverges from the old,
+    the rest of the new text is passed on from the point where they differ.
+    """
+
+    __slots__ = ("calls", "said", "skipped", "skipping")
+
+    def __init__(self) -> None:
+        self.said: list[str] = []  # text yielded so far, across restarts
+        self.calls: set[tuple[str, str]] = set()
+        self.skipping = False
+        self.skipped = 0  # characters of ``said`` the restarted reply has repeated so far
+
+    def filter(self, event: Any) -> list[Any]:
+        if isinstance(event, Restarted):
+            self.skipping = bool(self.said)
+            self.skipped = 0
+            _log.info("the LLM restarted its reply (%s); skipping what was said", event.reason)
+            return [event]
+        if isinstance(event, ToolCall):
+            key = (event.name, event.arguments)
+            if key in self.calls:
+                return []
+            self.calls.add(key)
+            return [event]
+        if not isinstance(event, Token):
+            return [event]
+        if self.skipping:
+            said = "".join(self.said)
+            text = event.text
+            common = 0
+            while (
+                common < len(text)
+                and self.skipped + common < len(said)
+                and text[common] == said[self.skipped + common]
+            ):
+                common += 1
+            self.skipped += common
+            rest = text[common:]
+            if self.skipped < len(said) and not rest:
+                return []  # still repeating what was said
+            self.skipping = False  # caught up with (or diverged from) what was said
+            if not rest:
+                return []
+            event = Token(rest)
+        self.said.append(event.text)
+        return [event]
 
 
 def _original(exc: BaseException) -> BaseException:
