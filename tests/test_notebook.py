@@ -35,8 +35,6 @@ from voicekit.events import (
 from voicekit.notebook import live_view, player, timeline_plot, turn_times
 from voicekit.session import Session
 
-pytest.importorskip("matplotlib")
-
 
 def wav_samples(data: bytes) -> tuple[np.ndarray, int]:
     samples, rate = sf.read(io.BytesIO(bytes(data)), dtype="int16")
