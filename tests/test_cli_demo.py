@@ -161,3 +161,12 @@ def test_demo_rejects_bad_engine_options(tmp_path) -> None:
     result = run_cli("demo", "--out", str(tmp_path), "--tts", "openai", timeout=60)
     assert result.returncode == 2
     assert "OPENAI_API_KEY" in result.stderr
+
+
+def test_demo_with_a_corrupt_recording_says_so_before_loading_models(tmp_path) -> None:
+    bad = tmp_path / "corrupt.wav"
+    bad.write_bytes(b"RIFF" + bytes(range(256)) * 8)
+    result = run_cli("demo", "--out", str(tmp_path / "out"), "--input", str(bad), timeout=60)
+    assert result.returncode == 1
+    assert f"AudioError: cannot read {bad}" in result.stderr
+    assert "loading" not in result.stdout + result.stderr  # failed fast, no model was loaded

@@ -76,13 +76,13 @@ def _say(label: str, text: str) -> None:
 async def _demo(args: argparse.Namespace) -> int:
     source: Path = args.input or audio.sample_path()
     out: Path = args.out.resolve()
+    info = audio.info(source)  # a bad recording fails here, before any model loads
     engines: Engines = await build_engines(args)
     for line in engines.about:
         print(line, flush=True)
     seconds = await prepare(engines)
     if seconds:
         _say("ready", f"models loaded and warmed up in {seconds:.1f} s")
-    info = audio.info(source)
     _say("input", f"{source} ({info.duration:.2f} s), spoken in real time as a live caller")
 
     calls: dict[str, ToolCall] = {}
