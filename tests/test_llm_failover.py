@@ -198,3 +198,101 @@ async def test_endpoints_fail_over_on_a_real_server(sse_server):
     assert "503" in events[0].error
     assert "".join(e.text for e in events if isinstance(e, Token)) == "Hello from the backup."
     assert [r.json()["model"] for r in sse_server.requests] == ["a", "b"]
+
+
+# -- cool-down, remembered in the Session -----------------------------------------------------
+
+
+def flaky(name: str, log: list, *, up: list[bool]):
+    """Fails while ``up[0]`` is False, answers once it is True."""
+
+    async def llm(messages):
+        log.append(name)
+        if not up[0]:
+            raise ConnectionError(f"{name} is down")
+        yield Token(f"{name} here")
+
+    llm.__name__ = name
+    return llm
+
+
+def apply(session: vk.Session, events: list) -> vk.Session:
+    for event in events:
+        if isinstance(event, vk.Continuity):
+            session = event.apply(session)
+    return session
+
+
+async def test_a_failed_provider_cools_down_in_the_session_then_is_tried_again():
+    log: list[str] = []
+    up = [False]
+    now = [1000.0]
+    llm = failover(
+        flaky("primary", log, up=up),
+        answering("backup here", name="backup", log=log),
+        cooldown=30.0,
+        clock=lambda: now[0],
+    )
+    session = vk.Session(call_id="c1")
+
+    events = await collect(llm, session=session)
+    assert log == ["primary", "backup"]
+    assert any(isinstance(e, Switched) for e in events)
+    session = apply(session, events)
+    (key,) = session.continuity
+    assert session.continuity[key]["down_until"] == {"0:primary": 1030.0}
+
+    log.clear()  # within the cool-down: the backup first, the primary is not even called
+    now[0] = 1010.0
+    events = await collect(llm, session=session)
+    assert log == ["backup"] and not any(isinstance(e, Switched) for e in events)
+    session = apply(session, events)
+
+    log.clear()  # after it: the primary again, and it is forgotten once it answers
+    now[0] = 1031.0
+    up[0] = True
+    events = await collect(llm, session=session)
+    assert log == ["primary"]
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "primary here"
+    assert apply(session, events).continuity == {}
+
+
+async def test_without_a_session_or_with_cooldown_zero_nothing_is_remembered():
+    log: list[str] = []
+    for llm, context in (
+        (failover(flaky("p", log, up=[False]), answering("b", log=log)), {}),
+        (
+            failover(flaky("p", log, up=[False]), answering("b", log=log), cooldown=0),
+            {"session": vk.Session()},
+        ),
+    ):
+        events = await collect(llm, **context)
+        assert not any(isinstance(e, vk.Continuity) for e in events)
+    with pytest.raises(vk.ConfigError, match="cooldown"):
+        failover(answering("x"), cooldown=-1)
+
+
+async def test_when_every_provider_is_cooling_down_they_are_tried_in_order():
+    log: list[str] = []
+    now = [0.0]
+    llm = failover(flaky("a", log, up=[False]), flaky("b", log, up=[True]), clock=lambda: now[0])
+    session = vk.Session().with_continuity(
+        "failover(a, b)", {"down_until": {"0:a": 50.0, "1:b": 50.0}}
+    )
+    events = await collect(llm, session=session)
+    assert log == ["a", "b"]
+    assert "".join(e.text for e in events if isinstance(e, Token)) == "b here"
+
+
+async def test_the_agent_keeps_the_cooldown_across_turns():
+    from voicekit.agent import agent
+    from voicekit.conversation import run_conversation, say
+    from voicekit.tts import tones
+
+    log: list[str] = []
+    llm = failover(flaky("primary", log, up=[False]), answering("Backup here.", name="b", log=log))
+    bot = agent(llm=llm, tts=tones(pass_text=True), session=vk.Session(call_id="c"))
+    result = await run_conversation(bot, [say("one"), say("two"), say("three")])
+    assert log == ["primary", "b", "b", "b"]  # the dead primary cost one try, not three
+    assert len(result.of(Switched)) == 1
+    assert [text for role, text in result.transcript if role == "assistant"] == ["Backup here."] * 3

@@ -28,6 +28,7 @@ from .agent import agent, tool, voice_agent
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
+    Continuity,
     Event,
     Finish,
     Interrupted,
@@ -55,6 +56,7 @@ __all__ = [
     "AudioChunk",
     "AudioError",
     "ConfigError",
+    "Continuity",
     "Event",
     "Finish",
     "Flow",

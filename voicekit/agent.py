@@ -80,6 +80,7 @@ from ._compute import settle
 from ._errors import ConfigError, StageError
 from .events import (
     AudioChunk,
+    Continuity,
     Interrupted,
     ReplyFailed,
     ReplyStarted,
@@ -261,7 +262,7 @@ async def _llm_events(
                 raise
             if isinstance(event, str):
                 event = Token(event)
-            elif isinstance(event, ResponsesState):
+            elif isinstance(event, ResponsesState | Continuity):
                 reply.base = event.apply(reply.base)
             for out in replay.filter(event):
                 yield out

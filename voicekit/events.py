@@ -26,6 +26,7 @@ from ._errors import AudioError
 
 __all__ = [
     "AudioChunk",
+    "Continuity",
     "Event",
     "Finish",
     "Interrupted",
@@ -246,6 +247,22 @@ class SessionUpdated:
     session: Any
 
 
+@dataclass(frozen=True, slots=True)
+class Continuity:
+    """A provider's new continuity state, to be kept in the Session (``None`` drops it).
+
+    LLM functions are stateless: what they need to remember across turns they yield as a
+    Continuity event, and the conversation loop stores it with :meth:`apply`.
+    """
+
+    provider: str
+    state: Mapping[str, Any] | None
+
+    def apply(self, session: Any) -> Any:
+        """``session`` with this state stored under ``provider``."""
+        return session.with_continuity(self.provider, self.state)
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -264,5 +281,6 @@ Event = (
     | ReplyStarted
     | ReplyFailed
     | SessionUpdated
+    | Continuity
 )
 """Any item a voicekit stage yields."""

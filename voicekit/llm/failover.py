@@ -21,8 +21,11 @@ What switches, and what does not:
   the consumer is being cancelled (a barge-in) — and ``CancelledError`` itself never switch;
 * the last provider's error is raised as is.
 
-The function keeps no state between calls: every call starts with the first provider, so a
-primary that is down costs its connect timeout on every turn (keep that timeout short).
+The function itself keeps no state. Given the conversation's ``session``, it remembers a
+provider that failed in the Session instead: it yields a :class:`~voicekit.Continuity` event
+(the conversation loop stores it) saying the provider is down for ``cooldown`` seconds, and later
+calls with that Session try the healthy providers first — so a dead primary does not cost its
+connect timeout on every turn. When every provider is cooling down they are tried in order anyway.
 
 >>> import asyncio
 >>> async def down(messages):
@@ -42,11 +45,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .._errors import ConfigError
-from ..events import Switched
+from ..events import Continuity, Switched
 from ._signature import call_llm
 from .chat import chat
 from .endpoint import Endpoint
@@ -91,6 +95,8 @@ def failover(
     *llms: Any,
     when: Callable[[Exception], bool] | None = None,
     announce: bool = True,
+    cooldown: float = 30.0,
+    clock: Callable[[], float] = time.time,
 ) -> Callable[..., AsyncIterator[Any]]:
     """One LLM function over several providers, moving on when the active one fails.
 
@@ -98,12 +104,24 @@ def failover(
     ``when(exc)``: whether an error of a provider should switch (default: every
     ``Exception``). ``announce=False`` leaves the :class:`~voicekit.Switched` events out.
     The context values (``tools``, ``session``, ``client``…) given to the failover function
-    are handed to each provider that declares them. See the module documentation.
+    are handed to each provider that declares them. ``cooldown``: seconds a failed provider is
+    tried last in later calls with the same Session (0: never; ``clock`` gives the time, as
+    seconds since the epoch). See the module documentation.
     """
     if not llms:
         raise ConfigError("failover() needs at least one LLM")
+    if cooldown < 0:
+        raise ConfigError(f"cooldown must be >= 0 seconds, got {cooldown!r}")
     providers = [(provider_name(llm), _as_function(llm)) for llm in llms]
     switches = when or (lambda exc: True)
+    names = ", ".join(name for name, _ in providers)
+    key = f"failover({names})"  # where the Session keeps which providers are cooling down
+
+    def cooling(session: Any) -> dict[str, float]:
+        if cooldown <= 0 or session is _UNSET or session is None:
+            return {}
+        state = session.continuity_for(key)
+        return {str(k): float(v) for k, v in (state.get("down_until") or {}).items()}
 
     async def llm_failover(
         messages: Any,
@@ -127,8 +145,13 @@ def failover(
             "callee": callee,
         }
         context = {k: v for k, v in given.items() if v is not _UNSET}
-        last = len(providers) - 1
-        for index, (name, fn) in enumerate(providers):
+        down = cooling(session)
+        now = clock()
+        numbered = [(f"{i}:{name}", name, fn) for i, (name, fn) in enumerate(providers)]
+        healthy = [p for p in numbered if down.get(p[0], 0.0) <= now]
+        order = healthy + [p for p in numbered if p not in healthy]
+        last = len(order) - 1
+        for index, (slot, name, fn) in enumerate(order):
             failed: Exception | None = None
             stream: Any = None
             yielded = False
@@ -143,6 +166,9 @@ def failover(
                     try:
                         event = await anext(stream)
                     except StopAsyncIteration:
+                        if slot in down:  # it answered again: no longer cooling down
+                            del down[slot]
+                            yield Continuity(key, {"down_until": down} if down else None)
                         return
                     except Exception as exc:
                         if yielded or index == last or _being_cancelled() or not switches(exc):
@@ -155,10 +181,12 @@ def failover(
                 aclose = getattr(stream, "aclose", None)
                 if aclose is not None:
                     await aclose()
+            if cooldown > 0 and session is not _UNSET and session is not None:
+                down[slot] = clock() + cooldown
+                yield Continuity(key, {"down_until": dict(down)})
             if announce:
                 error = f"{type(failed).__name__}: {failed}"
-                yield Switched(name, providers[index + 1][0], error)
+                yield Switched(name, order[index + 1][1], error)
 
-    names = ", ".join(name for name, _ in providers)
     llm_failover.__name__ = llm_failover.__qualname__ = f"failover({names})"
     return llm_failover
