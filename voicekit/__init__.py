@@ -43,6 +43,7 @@ from .events import (
     ToolResult,
     Transcript,
     TurnEnded,
+    TurnPending,
     TurnStarted,
     Usage,
 )
@@ -83,6 +84,7 @@ __all__ = [
     "ToolResult",
     "Transcript",
     "TurnEnded",
+    "TurnPending",
     "TurnStarted",
     "Usage",
     "VoicekitError",
