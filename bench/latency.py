@@ -17,7 +17,15 @@
     turn streaming a reply from the same loopback server. We report the CPU time of this process
     (the server's is not counted) per session, as a fraction of one core, and turns completed.
 
-Run:  python bench/latency.py [--turns 50] [--sessions 1 10 50] [--seconds 10]
+(c) Preemptive replies. Two sessions side by side, one ``agent(preemptive=True)``, one False,
+    each hearing question.wav then 2.5 s of silence, N times, paced in real time (a chunk is
+    released when its end has been "recorded"), through vad(energy) | stt.fake | turns | agent,
+    from a loopback LLM whose first token comes 500 ms after the request. We report, per
+    session, the true end of speech (last 10 ms frame above -50 dBFS) → first reply audio and
+    the turn's end → first reply audio.
+
+Run:  python bench/latency.py [--turns 50] [--sessions 1 10 50] [--seconds 10] [--preempt 6]
+      (--turns 0 --sessions --preempt 6: part (c) alone)
 Target (issue 5): p99 < 2 ms beyond the sentence look-ahead.
 """
 
@@ -52,6 +60,7 @@ from voicekit.text import SentenceSplitter
 from voicekit.turns import turns
 
 TOKEN_GAP = 0.030
+SLOW_FIRST_TOKEN = 0.5  # the first token's delay for requests under /slow (part c)
 REPLY = ["Sure", ",", " I", " can", " help", ".", " The", " weather", " is", " sunny", "."]
 FIRST_SENTENCE_TOKEN = 6  # " The": the full stop after "help" is known to end a sentence here
 
@@ -106,7 +115,7 @@ class _Server(asyncio.Protocol):
 
     async def serve(self) -> None:
         while True:
-            method, _ = await self.queue.get()
+            method, path = await self.queue.get()
             if method == "GET":
                 body = json.dumps(_Server.log).encode()
                 head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
@@ -121,6 +130,8 @@ class _Server(asyncio.Protocol):
             _Server.log.append(sent)
             loop = asyncio.get_running_loop()
             start = loop.time()
+            if path.startswith("/slow/"):
+                start += SLOW_FIRST_TOKEN - TOKEN_GAP
             for index, token in enumerate(REPLY):
                 await asyncio.sleep(max(0.0, start + (index + 1) * TOKEN_GAP - loop.time()))
                 self.transport.write(_framed(_chunk(token)))
@@ -276,11 +287,80 @@ async def session_cpu(base_url: str, sessions: int, seconds: float) -> None:
     )
 
 
+# -- (c) -----------------------------------------------------------------------------------------
+
+
+def speech_end(samples: Any, rate: int) -> float:
+    """The end of the last 10 ms frame above -50 dBFS, in seconds."""
+    size = rate // 100
+    frames = samples[: samples.shape[0] // size * size].reshape(-1, size).astype(np.float64)
+    level = 20 * np.log10(np.sqrt(np.mean(frames * frames, axis=1)) / 32768 + 1e-12)
+    loud = np.flatnonzero(level > -50)
+    return float((loud[-1] + 1) * size / rate)
+
+
+async def preempt_session(
+    base_url: str, preemptive: bool, rounds: int, clip: Any, spoken: float, out: dict[str, Any]
+) -> None:
+    rate = 16000
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.1
+    length = clip.shape[0] / rate
+
+    async def microphone() -> AsyncIterator[AudioChunk]:
+        for r in range(rounds):
+            for i in range(0, clip.shape[0], 320):
+                t = r * length + i / rate
+                await asyncio.sleep(max(0.0, start + t + 0.02 - loop.time()))
+                yield AudioChunk(clip[i : i + 320], rate, t)
+
+    endpoint = custom(base_url=base_url.removesuffix("/v1") + "/slow/v1", model="bench",
+                      retry=NO_RETRY)  # fmt: skip
+    pipeline = (
+        vad.vad(detector=vad.energy())
+        | stt.fake(transcripts=lambda samples, rate: "what is the weather", pass_audio=True)
+        | turns()
+        | agent(llm=endpoint, tts=instant_tts(), preemptive=preemptive)
+    )
+    from_speech: list[float] = []
+    from_turn: list[float] = []
+    ended: float | None = None
+    async for item in microphone() | pipeline:
+        now = loop.time()
+        if isinstance(item, TurnEnded) and item.text:
+            ended = now
+        elif isinstance(item, AudioChunk) and ended is not None:
+            heard = start + len(from_speech) * length + spoken
+            from_speech.append((now - heard) * 1000)
+            from_turn.append((now - ended) * 1000)
+            ended = None
+    out[f"preemptive={preemptive}"] = (from_speech, from_turn)
+
+
+async def preempt_latency(base_url: str, rounds: int) -> None:
+    speech, rate = vk.audio.load(vk.audio.sample_path(), rate=16000)
+    spoken = speech_end(speech, rate)
+    clip = np.concatenate([speech, np.zeros(rate * 5 // 2, np.int16)])
+    out: dict[str, Any] = {}
+    await asyncio.gather(
+        *(preempt_session(base_url, p, rounds, clip, spoken, out) for p in (True, False))
+    )
+    print(
+        f"(c) preemptive replies, LLM first token after {SLOW_FIRST_TOKEN * 1000:.0f} ms, "
+        f"{rounds} turns each, same run:"
+    )
+    for name in ("preemptive=True", "preemptive=False"):
+        from_speech, from_turn = out[name]
+        print(f"    {name:<17} end of speech → first audio: {percentiles(from_speech)}")
+        print(f"    {'':<17} turn end      → first audio: {percentiles(from_turn)}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--turns", type=int, default=50)
     parser.add_argument("--sessions", type=int, nargs="*", default=[1, 10, 50])
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--preempt", type=int, default=6, help="turns for part (c); 0: skip")
     args = parser.parse_args()
 
     receive, send = multiprocessing.Pipe(duplex=False)
@@ -288,10 +368,14 @@ async def main() -> None:
     server.start()
     base_url = f"http://127.0.0.1:{receive.recv()}/v1"
     try:
-        await reply_latency(base_url, args.turns)
-        print(f"(b) CPU per session, question.wav + 2 s silence on a loop, {args.seconds:g} s:")
-        for k in args.sessions:
-            await session_cpu(base_url, k, args.seconds)
+        if args.turns:
+            await reply_latency(base_url, args.turns)
+        if args.sessions:
+            print(f"(b) CPU per session, question.wav + 2 s silence on a loop, {args.seconds:g} s:")
+            for k in args.sessions:
+                await session_cpu(base_url, k, args.seconds)
+        if args.preempt:
+            await preempt_latency(base_url, args.preempt)
     finally:
         server.terminate()
         server.join()

@@ -19,6 +19,7 @@ from voicekit import (
     SpeechStopped,
     Transcript,
     TurnEnded,
+    TurnPending,
     TurnStarted,
     stt,
 )
@@ -100,7 +101,18 @@ def turn_events(items: list[Any]) -> list[tuple[Any, ...]]:
 
 
 def passed(items: list[Any]) -> list[Any]:
-    return [x for x in items if not isinstance(x, TurnStarted | TurnEnded)]
+    return [x for x in items if not isinstance(x, TurnStarted | TurnPending | TurnEnded)]
+
+
+def pending_events(items: list[Any]) -> list[tuple[Any, ...]]:
+    """Turn marks with the pending ones: ("pending", text, t) in their place."""
+    out: list[tuple[Any, ...]] = []
+    for x in items:
+        if isinstance(x, TurnPending):
+            out.append(("pending", x.text, round(x.t, 6)))
+        elif isinstance(x, TurnStarted | TurnEnded):
+            out += turn_events([x])
+    return out
 
 
 def check_placement(items: list[Any]) -> None:
@@ -628,6 +640,22 @@ def test_turns_are_balanced_and_keep_every_word(
     assert [type(x) for x in marks] == [TurnStarted, TurnEnded] * (len(marks) // 2)
     ends = [x.t for x in marks if isinstance(x, TurnEnded)]
     assert ends == sorted(ends)
+    # every TurnPending is inside a turn, a new text each time, the last one the turn's text
+    # unless the user went on after it (a SpeechStarted between them)
+    open_turn, offered, resumed = False, [], False
+    for x in out:
+        if isinstance(x, TurnStarted):
+            open_turn, offered, resumed = True, [], False
+        elif isinstance(x, SpeechStarted):
+            resumed = True
+        elif isinstance(x, TurnPending):
+            assert open_turn and x.text and x.text not in offered
+            offered.append(x.text)
+            resumed = False
+        elif isinstance(x, TurnEnded):
+            if offered and not resumed:
+                assert x.text == offered[-1]
+            open_turn = False
     check_placement(out)
     said = " ".join(x.text for x in marks if isinstance(x, TurnEnded) and x.text)
     if setup == "words":
@@ -660,5 +688,67 @@ async def test_bundled_sample_gives_one_turn(pass_audio: bool) -> None:
     assert began.t == speech[0].t and 0.3 < began.t < 0.6
     assert ended.t > speech[-1].t + 0.2 - 1e-9
     kinds = [type(x).__name__ for x in out if not isinstance(x, AudioChunk)]
-    assert kinds == ["TurnStarted", "SpeechStarted", "SpeechStopped", "Transcript", "TurnEnded"]
+    expected = ["TurnStarted", "SpeechStarted", "SpeechStopped", "Transcript", "TurnEnded"]
+    if pass_audio:  # time moves: the text is in before the pause is over
+        expected.insert(4, "TurnPending")
+    assert kinds == expected
     assert re.fullmatch(r"[a-z ]+", ended.text)
+
+
+# ---------------------------------------------------------------------------------------------
+# TurnPending
+
+
+def test_pending_comes_with_the_answer_while_the_user_is_quiet() -> None:
+    out = run(timeline(4.0, started(1.0), stopped(2.0), heard("hello", 2.5, 1.0)))
+    assert pending_events(out) == [("start", 1.0), ("pending", "hello", 2.5), ("end", "hello", 2.8)]
+    transcript = next(i for i, x in enumerate(out) if isinstance(x, Transcript))
+    assert out[transcript + 1] == TurnPending("hello", 2.5)  # just after the answer
+    # not before the stop: a transcript that comes while the user speaks is no answer yet
+    early = run(timeline(4.0, started(1.0), heard("hello", 1.5, 1.0), stopped(2.0)))
+    assert [x for x in pending_events(early) if x[0] == "pending"] == []
+    # an answer that ends the turn on arrival: no pending, the TurnEnded says it all
+    late = run(timeline(4.0, started(1.0), stopped(2.0), heard("hello", 3.1, 1.0)))
+    assert pending_events(late) == [("start", 1.0), ("end", "hello", 3.1)]
+
+
+def test_pending_once_per_text_and_again_when_the_user_goes_on() -> None:
+    events = [
+        started(1.0),
+        stopped(2.0),
+        heard("hello", 2.3, 1.0),
+        heard("", 2.35, 1.0),  # an empty final: no new text, no new pending
+        started(2.5),
+        stopped(3.5),
+        heard("world", 3.8, 2.5),
+    ]
+    out = run(timeline(5.0, *events))
+    assert pending_events(out) == [
+        ("start", 1.0),
+        ("pending", "hello", 2.3),
+        ("pending", "hello world", 3.8),
+        ("end", "hello world", 4.3),
+    ]
+    # resuming without a new answer: the turn ends with the old text, and no second pending
+    quiet = run(timeline(5.0, *events[:5], stopped(3.0)), stt_p99=0.0)
+    assert pending_events(quiet) == [
+        ("start", 1.0),
+        ("pending", "hello", 2.3),
+        ("end", "hello", 3.8),
+    ]
+
+
+def test_pending_can_be_turned_off_and_without_vad_each_final_is_an_answer() -> None:
+    events = (started(1.0), stopped(2.0), heard("hello", 2.5, 1.0))
+    assert not any(isinstance(x, TurnPending) for x in run(timeline(4.0, *events), pending=False))
+    no_vad = run(
+        timeline(4.0, heard("one", 1.0, 0.5), heard("two", 1.4, 1.0)), start=[transcript_start()]
+    )
+    assert pending_events(no_vad) == [
+        ("start", 0.5),
+        ("pending", "one", 1.0),
+        ("pending", "one two", 1.4),
+        ("end", "one two", 2.0),
+    ]
+    with pytest.raises(ConfigError):
+        run([], pending="yes")

@@ -44,6 +44,7 @@ from .events import (
     ToolResult,
     Transcript,
     TurnEnded,
+    TurnPending,
     TurnStarted,
     Usage,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "ToolResult",
     "Transcript",
     "TurnEnded",
+    "TurnPending",
     "TurnStarted",
     "Usage",
     "VoicekitError",

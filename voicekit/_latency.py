@@ -31,11 +31,13 @@ from .events import (
     ReplyStarted,
     Sentence,
     SessionUpdated,
+    SpeechStarted,
     SpeechStopped,
     Token,
     ToolCall,
     Transcript,
     TurnEnded,
+    TurnPending,
     TurnStarted,
 )
 from .llm._signature import call_llm
@@ -110,7 +112,8 @@ class TurnLatency:
         previous = self.speech_end
         for name, label in STEPS:
             value = getattr(self, name)
-            step = None if value is None or previous is None else float(value - previous)
+            # a milestone passed early (a reply prepared before the turn ended) took no time
+            step = None if value is None or previous is None else max(0.0, value - previous)
             if name == "transcript" and value is not None and self.vad_stop is not None:
                 step = max(0.0, float(value - self.vad_stop))
             out.append((name, label, step, self.since_end(name)))
@@ -145,6 +148,7 @@ class LatencyProbe:
     on_turn: Callable[[TurnLatency], Any] | None = None
     _state: _State = field(default_factory=_State)
     _pending: TurnLatency | None = None
+    _early: TurnLatency | None = None  # a reply prepared on a TurnPending, before its turn ended
     _idle: asyncio.Event | None = None
 
     # -- the taps ---------------------------------------------------------------------------------
@@ -206,9 +210,18 @@ class LatencyProbe:
     def _see_turns(self, item: Any) -> None:
         if isinstance(item, TurnStarted):
             self._close_pending()  # a barge-in: the reply in progress had no audio yet
+            self._early = None
+        elif isinstance(item, SpeechStarted):
+            self._early = None
+        elif isinstance(item, TurnPending):
+            if self._early is None or self._early.text.split() != item.text.split():
+                self._early = TurnLatency(text=item.text)
         elif isinstance(item, TurnEnded) and item.text.strip():
             state = self._state
             end_t = state.speech_end_t
+            early, self._early = self._early, None
+            if early is None or early.text.split() != item.text.split():
+                early = TurnLatency()
             self._pending = TurnLatency(
                 text=item.text,
                 speech_end_t=end_t,
@@ -216,10 +229,14 @@ class LatencyProbe:
                 vad_stop=state.vad_stop,
                 transcript=state.transcript,
                 turn_end=self.clock(),
+                llm_first_token=early.llm_first_token,
+                first_sentence=early.first_sentence,
+                sentence=early.sentence,
+                tool_calls=early.tool_calls,
             )
 
     def _see_llm(self, event: Any) -> None:
-        pending = self._pending
+        pending = self._pending or self._early
         if pending is None or pending.llm_first_token is not None:
             return
         if isinstance(event, Token) and event.text.strip():
@@ -228,7 +245,7 @@ class LatencyProbe:
             pending.tool_calls += 1
 
     def _see_tts_input(self, item: Any) -> None:
-        pending = self._pending
+        pending = self._pending or self._early
         if pending is not None and pending.first_sentence is None and isinstance(item, Sentence):
             pending.first_sentence = self.clock()
             pending.sentence = item.text

@@ -54,6 +54,29 @@ The Session after a turn holds the user's text and what the assistant actually s
 (or paces it, :func:`voicekit.audio.paced`) right after the agent, so that this is when the
 user hears it.
 
+Preemptive replies
+------------------
+A turn detector knows the user's words a while before it declares the turn over: it waits
+(0.6 s by default) to see whether they go on. :func:`voicekit.turns.turns` says so with a
+:class:`~voicekit.TurnPending` (passed on in its place). With ``preemptive=True`` (the default)
+the agent then starts the reply to ``session + user(text)`` at once, *speculatively*: the LLM
+and the TTS run, but every output is held — nothing is yielded, nothing is heard, nothing is
+recorded — and tools are never run: when the LLM asks for one, the reply waits there.
+
+* A ``TurnEnded`` with the same words (whitespace aside) *promotes* it: ``ReplyStarted``, then
+  the held output, then the rest live, exactly as if the reply had started at the
+  ``TurnEnded`` (the user message holds the ``TurnEnded``'s text; an LLM error that happened
+  while it was held is reported, and the error message spoken, only now).
+* Anything that says the user went on — ``SpeechStarted``, ``TurnStarted``, a
+  ``TurnPending`` or ``TurnEnded`` with other words — cancels it silently: its LLM request and
+  TTS call are closed, and a ``TurnEnded`` with other words gets a fresh reply.
+* A speculation starts only when no reply is in flight, and is promoted only if the Session is
+  still the one it started from.
+
+The cost is LLM (and TTS) work thrown away when the user resumes after a pause; the gain is
+the LLM's time to first token, hidden in the turn detector's wait. ``preemptive=False`` ignores
+``TurnPending``.
+
 Errors
 ------
 An error of the LLM is yielded as :class:`~voicekit.ReplyFailed` and logged. If it happened
@@ -69,6 +92,7 @@ import asyncio
 import functools
 import json
 import logging
+from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -86,10 +110,12 @@ from .events import (
     ReplyStarted,
     Sentence,
     SessionUpdated,
+    SpeechStarted,
     Token,
     ToolCall,
     ToolResult,
     TurnEnded,
+    TurnPending,
     TurnStarted,
 )
 from .llm._signature import accepted_context, call_llm
@@ -130,6 +156,7 @@ class _Config:
     max_tool_rounds: int
     client: httpx.AsyncClient | None
     wants_client: bool
+    preemptive: bool = False
 
 
 class _Heard:
@@ -172,6 +199,7 @@ class _Reply:
         "cancelled",
         "heard",
         "heard_upto",
+        "live",
         "llm_error",
         "pending",
         "recording",
@@ -190,6 +218,10 @@ class _Reply:
         self.cancelled = False
         self.llm_error: BaseException | None = None
         self.pending: list[ToolCall] = []
+        # clear while the reply is speculative, and after its promotion until its held output
+        # is handled: what depends on what was heard (tool rounds, errors, the end) waits
+        self.live = asyncio.Event()
+        self.live.set()
 
     def commit_calls(self, calls: Sequence[ToolCall]) -> None:
         text = _join(self.heard) or None
@@ -332,6 +364,7 @@ def _original(exc: BaseException) -> BaseException:
 
 async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterator[Any]:
     """Report a failed reply; speak the error message if nothing was heard of it yet."""
+    await reply.live.wait()  # a speculative reply's failure is news only once it is promoted
     from_llm = reply.llm_error is not None
     error = reply.llm_error if reply.llm_error is not None else _original(exc)
     speak = bool(from_llm and cfg.llm_error_message and not reply.audio)
@@ -377,6 +410,7 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
             break
         if not calls:
             break
+        await reply.live.wait()  # never run a tool for a turn that has not ended
         reply.commit_calls(calls)
         if offer is None:
             for call in calls:
@@ -388,6 +422,7 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
             reply.add_result(call, content)
             yield ToolResult(call.id, call.name, content)
         rounds += 1
+    await reply.live.wait()
     yield SessionUpdated(reply.finish(interrupted=False))
 
 
@@ -412,20 +447,34 @@ async def _greet(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
 
 
 class _Running:
-    """A reply in flight: its state, its generator and the pull in progress."""
+    """A reply in flight: its state, its generator, the pull in progress and the outputs pulled
+    but not handled yet (a promoted speculation's held output)."""
 
-    __slots__ = ("gen", "pull", "state")
+    __slots__ = ("buffer", "gen", "pull", "state")
 
     def __init__(self, state: _Reply, gen: AsyncIterator[Any]) -> None:
         self.state = state
         self.gen = gen
         self.pull: asyncio.Future[Any] | None = None
+        self.buffer: deque[asyncio.Future[Any]] = deque()
+
+    def ready(self) -> asyncio.Future[Any] | None:
+        """The next output to handle, if one is in: held ones first, then the pull."""
+        if self.buffer:
+            return self.buffer.popleft()
+        if self.pull is not None and self.pull.done():
+            pulled, self.pull = self.pull, None
+            return pulled
+        return None
 
     async def close(self) -> None:
         """Cancel the reply at once, if it is still running."""
         self.state.cancelled = True
         await settle(self.pull)
         self.pull = None
+        for held in self.buffer:
+            await settle(held)  # done already: only marks an error as seen
+        self.buffer.clear()
         aclose = getattr(self.gen, "aclose", None)
         if aclose is not None:
             try:
@@ -439,6 +488,68 @@ class _Running:
         return self.state.finish(interrupted=True)
 
 
+def _same_text(a: str, b: str) -> bool:
+    return a.split() == b.split()
+
+
+def _retext(session: Session, index: int, text: str) -> Session:
+    """``session`` with the user message at ``index`` reading ``text`` (same words)."""
+    messages = list(session.messages)
+    if index >= len(messages):
+        return session
+    message = messages[index]
+    content = message.get("content")
+    if message.get("role") != "user" or not isinstance(content, str):
+        return session
+    if content == text or not _same_text(content, text):
+        return session
+    messages[index] = {**message, "content": text}
+    return session.with_messages(messages)
+
+
+class _Speculation(_Running):
+    """A reply started on a :class:`TurnPending`: it runs (LLM, TTS) but every output is held,
+    and it runs no tool, until its turn ends with the same text and it is promoted.
+
+    ``origin`` is the Session it replies from; it is promoted only if that is still the Session
+    when the turn ends (a reply cut in between changed it).
+    """
+
+    __slots__ = ("index", "origin", "text")
+
+    def __init__(self, cfg: _Config, origin: Session, text: str, client: Any) -> None:
+        state = _Reply(origin.add_user(text))
+        state.live.clear()
+        super().__init__(state, _answer(cfg, state, client))
+        self.origin = origin
+        self.index = len(origin.messages)  # where the user's message is
+        self.text = text
+
+    def exhausted(self) -> bool:
+        """Whether the reply has given all it will give (its last output is held)."""
+        if not self.buffer:
+            return False
+        last = self.buffer[-1]
+        if last.cancelled() or last.exception() is not None:
+            return True
+        return isinstance(last.result(), SessionUpdated)
+
+    def hold(self) -> bool:
+        """Hold the output just pulled, if any; True if there was one."""
+        if self.pull is None or not self.pull.done():
+            return False
+        pulled, self.pull = self.pull, None
+        self.buffer.append(pulled)
+        return True
+
+    def promote(self, text: str) -> None:
+        """The turn ended with this reply's text (``text``, maybe spaced otherwise): it is the
+        reply now. It goes live once its held output has been handled (see :func:`_run`)."""
+        if text != self.text:
+            self.state.base = _retext(self.state.base, self.index, text)
+            self.text = text
+
+
 async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[Any]:
     session = cfg.session
     client: Any = cfg.client
@@ -448,6 +559,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
     src = aiter(source)
     pull_src: asyncio.Future[Any] | None = None
     running: _Running | None = None
+    spec: _Speculation | None = None
     try:
         if cfg.first_message:
             state = _Reply(session)
@@ -457,11 +569,23 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
         while pull_src is not None or running is not None:
             # the user first: an item of the source wins over reply output that is ready too
             if pull_src is None or not pull_src.done():
-                if running is not None and running.pull is None:
+                if running is not None and not running.buffer and not running.state.live.is_set():
+                    running.state.live.set()  # a promoted reply has caught up: on it goes
+                if running is not None and running.pull is None and not running.buffer:
                     running.pull = asyncio.ensure_future(anext(running.gen))
-                reply_pull = running.pull if running is not None else None
-                waiting = [f for f in (pull_src, reply_pull) if f is not None]
-                if not any(f.done() for f in waiting):
+                if spec is not None and spec.pull is None and not spec.exhausted():
+                    spec.pull = asyncio.ensure_future(anext(spec.gen))
+                waiting = [
+                    f
+                    for f in (
+                        pull_src,
+                        running.pull if running is not None else None,
+                        spec.pull if spec is not None else None,
+                    )
+                    if f is not None
+                ]
+                held = running is not None and bool(running.buffer)
+                if not held and not any(f.done() for f in waiting):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if pull_src is not None and pull_src.done():
                 done, pull_src = pull_src, None
@@ -470,7 +594,14 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 except StopAsyncIteration:
                     continue  # the source ended: the reply in flight may finish
                 pull_src = asyncio.ensure_future(anext(src))
-                if isinstance(item, TurnStarted | TurnEnded):
+                if spec is not None and _user_went_on(item, spec):
+                    await spec.close()  # silently: nothing of it was heard or recorded
+                    spec = None
+                if isinstance(item, TurnPending):
+                    yield item
+                    if cfg.preemptive and spec is None and running is None and item.text.strip():
+                        spec = _Speculation(cfg, session, item.text, client)
+                elif isinstance(item, TurnStarted | TurnEnded):
                     cut: _Reply | None = None
                     if running is not None:
                         cut = running.state
@@ -481,14 +612,23 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         yield Interrupted(_join(cut.said), item.t)
                         yield SessionUpdated(session)
                     if isinstance(item, TurnEnded) and item.text.strip():
-                        state = _Reply(session.add_user(item.text))
-                        running = _Running(state, _answer(cfg, state, client))
+                        if spec is not None and spec.origin is session:
+                            spec.promote(item.text)  # same words: _user_went_on kept it
+                            running, spec = spec, None
+                        else:
+                            state = _Reply(session.add_user(item.text))
+                            running = _Running(state, _answer(cfg, state, client))
                         yield ReplyStarted(item.text, item.t)
+                    if spec is not None:
+                        await spec.close()
+                        spec = None
                 elif not isinstance(item, AudioChunk):
                     yield item
                 continue
-            if running is not None and running.pull is not None and running.pull.done():
-                pulled, running.pull = running.pull, None
+            if spec is not None and spec.hold():
+                continue
+            pulled = running.ready() if running is not None else None
+            if running is not None and pulled is not None:
                 try:
                     out = pulled.result()
                 except StopAsyncIteration:
@@ -512,10 +652,21 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 yield out
     finally:
         await settle(pull_src)
+        if spec is not None:
+            await spec.close()
         if running is not None:
             await running.close()
         if own_client is not None:
             await own_client.aclose()
+
+
+def _user_went_on(item: Any, spec: _Speculation) -> bool:
+    """Whether ``item`` says the speculative reply is not the reply to the turn."""
+    if isinstance(item, SpeechStarted | TurnStarted):
+        return True
+    if isinstance(item, TurnPending | TurnEnded):
+        return not _same_text(item.text, spec.text)
+    return False
 
 
 def agent(
@@ -529,6 +680,7 @@ def agent(
     llm_error_message: str | None = None,
     max_tool_rounds: int = 5,
     client: httpx.AsyncClient | None = None,
+    preemptive: bool = True,
 ) -> Stage[Any, Any]:
     """The conversation loop as a stage: user turns in, reply audio and events out.
 
@@ -543,7 +695,8 @@ def agent(
     ``first_message``: a greeting spoken at start and recorded as the assistant's.
     ``llm_error_message``: spoken when the LLM fails before any audio of the reply (default:
     silence). ``client``: an ``httpx.AsyncClient`` for the LLM (one is made per run when the
-    LLM takes a ``client`` and none is given).
+    LLM takes a ``client`` and none is given). ``preemptive``: start preparing the reply on a
+    :class:`~voicekit.TurnPending`, holding its output until the turn ends (see below).
 
     See the module documentation for what comes out and how history is recorded.
 
@@ -575,6 +728,8 @@ def agent(
         raise ConfigError(f"agent: max_tool_rounds must be an int ≥ 0, got {max_tool_rounds!r}")
     if max_tool_rounds < 0:
         raise ConfigError(f"agent: max_tool_rounds must be ≥ 0, got {max_tool_rounds}")
+    if not isinstance(preemptive, bool):
+        raise ConfigError(f"agent: preemptive must be True or False, got {preemptive!r}")
     cfg = _Config(
         llm=fn,
         tts=tts,
@@ -586,6 +741,7 @@ def agent(
         max_tool_rounds=max_tool_rounds,
         client=client,
         wants_client="client" in accepted_context(fn),
+        preemptive=preemptive,
     )
     return Stage.of(_run, "agent", cfg=cfg)
 

@@ -42,6 +42,7 @@ __all__ = [
     "ToolResult",
     "Transcript",
     "TurnEnded",
+    "TurnPending",
     "TurnStarted",
     "Usage",
 ]
@@ -263,6 +264,20 @@ class Continuity:
         return session.with_continuity(self.provider, self.state)
 
 
+@dataclass(frozen=True, slots=True)
+class TurnPending:
+    """The user has paused with ``text`` recognised: the turn will end with this text unless
+    they go on. A hint, ``t`` seconds into the stream, that a reply may be prepared (not spoken).
+
+    :func:`voicekit.turns.turns` emits at most one per distinct text of a turn, always before
+    that turn's :class:`TurnEnded`; if the user resumes, the turn's ``TurnEnded`` (or a later
+    ``TurnPending``) carries different text. It may be ignored: ``TurnEnded`` remains the end.
+    """
+
+    text: str
+    t: float = 0.0
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -282,5 +297,6 @@ Event = (
     | ReplyFailed
     | SessionUpdated
     | Continuity
+    | TurnPending
 )
 """Any item a voicekit stage yields."""

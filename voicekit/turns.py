@@ -67,6 +67,16 @@ may be ``""`` (the turn was noise that no words came out of: do not reply to it)
 onset of that speech (the marker's or the transcript's ``t``). :class:`TurnEnded` comes just
 after the transcript that completed the turn, or just before the item that passed its deadline.
 
+**Pending turns** (``pending=True``, the default). When the open turn has text, the user is
+quiet, and the recogniser's answer to the last speech has arrived (in a stream without VAD
+markers: a final transcript), the stage emits :class:`TurnPending` with the turn's text so far,
+just after that transcript — unless the turn ends there and then. It says "the turn will end
+with this text unless the user goes on", and lets an agent prepare its reply during the
+turn-end wait (:func:`voicekit.agent.agent` does, with ``preemptive=True``). There is at most
+one per distinct text in a turn: if the user resumes, the next answer brings a new
+``TurnPending`` with the longer text, or the turn ends with text other than the pending one.
+A turn may end without one (say, when its answer never came and the recogniser wait ran out).
+
 **Warnings.** On each :class:`SpeechStopped`, until it has warned, the stage checks the VAD
 ``stop_secs`` in the marker's params: if it differs from 0.2 (the value STT p99 latencies are
 measured with) it warns, and if it is at least the STT's p99 — a known one, from ``stt_p99`` or
@@ -90,7 +100,15 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import ConfigError
-from .events import AudioChunk, SpeechStarted, SpeechStopped, Transcript, TurnEnded, TurnStarted
+from .events import (
+    AudioChunk,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    TurnEnded,
+    TurnPending,
+    TurnStarted,
+)
 from .ops import stage
 
 __all__ = [
@@ -491,6 +509,7 @@ class _Turns:
         self.open = False
         self.parts: list[str] = []
         self.text_at: float | None = None
+        self.offered: str | None = None  # the text of the last TurnPending of this turn
         # the wake phrase
         self.awake = self.wake is None
         self.woken_at = 0.0
@@ -552,13 +571,13 @@ class _Turns:
     # -- turns -----------------------------------------------------------------------------------
 
     def _start_turn(self, t: float) -> TurnStarted:
-        self.open, self.parts, self.text_at = True, [], None
+        self.open, self.parts, self.text_at, self.offered = True, [], None, None
         self.activity = self.now
         return TurnStarted(t)
 
     def _end_turn(self, t: float) -> TurnEnded:
         ended = TurnEnded(" ".join(self.parts), t)
-        self.open, self.parts, self.text_at = False, [], None
+        self.open, self.parts, self.text_at, self.offered = False, [], None, None
         self.speech_from = None
         if self.wake is not None:
             if self.wake.mode == "single_activation":
@@ -588,6 +607,18 @@ class _Turns:
 
     def finish(self) -> list[Any]:
         return [self._end_turn(self.now)] if self.open else []
+
+    def pending_turn(self) -> list[Any]:
+        """A :class:`TurnPending` if the open turn now has its answer and new text."""
+        if not self.open or self.speaking or not self.parts:
+            return []
+        if self.marked and (self.stop_fire is None or self.final_at is None):
+            return []
+        text = " ".join(self.parts)
+        if text == self.offered:
+            return []
+        self.offered = text
+        return [TurnPending(text, self.now)]
 
     # -- items -----------------------------------------------------------------------------------
 
@@ -739,17 +770,21 @@ async def turns(
     stop: Sequence[StopStrategy] | None = None,
     stt_p99: float | None = None,
     stop_timeout: float | None = 5.0,
+    pending: bool = True,
 ) -> AsyncIterator[Any]:
-    """Pass every item through and insert :class:`TurnStarted` / :class:`TurnEnded`.
+    """Pass every item through and insert :class:`TurnStarted` / :class:`TurnEnded`
+    (and :class:`TurnPending`, unless ``pending=False``).
 
     ``start`` and ``stop`` are lists of strategies (defaults: :func:`default_start_strategies`,
     :func:`default_stop_strategies`); ``stt_p99`` is the recogniser's p99 latency to a final
     transcript in seconds (None: unknown, no extra wait); ``stop_timeout`` ends a turn after that
-    long without user activity (None: never). The module documentation gives the exact rules.
+    long without user activity (None: never); ``pending`` emits a :class:`TurnPending` when a
+    turn's text is in and the user is quiet. The module documentation gives the exact rules.
 
     >>> import asyncio
     >>> items = [SpeechStarted(0.5), SpeechStopped(1.5), Transcript("hello there", t=0.5)]
-    >>> [x for x in asyncio.run(turns(items).list()) if isinstance(x, TurnStarted | TurnEnded)]
+    >>> marks = TurnStarted | TurnPending | TurnEnded
+    >>> [x for x in asyncio.run(turns(items).list()) if isinstance(x, marks)]
     [TurnStarted(t=0.5), TurnEnded(text='hello there', t=1.7)]
     """
     starts = _strategies(start, default_start_strategies(), StartStrategy.__args__, "start")
@@ -760,9 +795,14 @@ async def turns(
     p99 = None if stt_p99 is None else _check_seconds("turns", "stt_p99", stt_p99)
     if stop_timeout is not None:
         stop_timeout = _check_seconds("turns", "stop_timeout", stop_timeout, positive=True)
+    if not isinstance(pending, bool):
+        raise ConfigError(f"turns: pending must be True or False, got {pending!r}")
     state = _Turns(starts, stops, p99, stop_timeout)
     async for item in source:
         for out in await state.feed(item):
             yield out
+        if pending:
+            for out in state.pending_turn():
+                yield out
     for out in state.finish():
         yield out
