@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
-import re
 import statistics
 import time
 from collections.abc import AsyncIterator
@@ -50,6 +49,7 @@ from voicekit import tts
 from voicekit._cli_agent import build_engines, converse, prepare
 from voicekit._latency import STEPS, LatencyProbe, TurnLatency, paced_audio, percentile
 from voicekit.events import AudioChunk
+from voicekit.stt import word_error_rate
 from voicekit.turns import speech_timeout, turns
 from voicekit.vad import vad
 
@@ -126,39 +126,7 @@ async def feed(clips: list[Clip], probe: LatencyProbe) -> AsyncIterator[AudioChu
         yield chunk
 
 
-_NUMBERS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-]
-
-
-def _words(text: str) -> list[str]:
-    words = re.sub(r"[^\w\s']", " ", text.lower()).split()
-    return [_NUMBERS[int(w)] if w.isdigit() and int(w) < len(_NUMBERS) else w for w in words]
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    ref, hyp = _words(reference), _words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        current = [i]
-        for j, heard in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
-            )
-        previous = current
-    return previous[-1] / max(1, len(ref))
+wer = word_error_rate
 
 
 def clip_of(turn: TurnLatency, clips: list[Clip]) -> Clip | None:

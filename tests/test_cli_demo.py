@@ -14,60 +14,14 @@ import pytest
 import soundfile as sf
 
 from voicekit import stt
+from voicekit.stt import word_error_rate
 
 ROOT = Path(__file__).resolve().parents[1]
 
 # LLM settings in the environment would take the demo off the offline default.
 _LLM_ENV = ("OPENAI_API_KEY", "VOICEKIT_LLM_BASE_URL", "VOICEKIT_LLM_MODEL", "VOICEKIT_LLM_API_KEY")
 
-_NUMBERS = [
-    "zero",
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-]
-_TENS = {"20": "twenty", "30": "thirty"}
-
-
-def words(text: str) -> list[str]:
-    """Lower-case words, punctuation dropped, small numbers spelled out."""
-    out: list[str] = []
-    for word in re.sub(r"[^\w\s']", " ", text.lower()).split():
-        if word.isdigit() and int(word) < 13:
-            out.append(_NUMBERS[int(word)])
-        elif word.isdigit() and len(word) == 2 and word[0] in "23":
-            out += [_TENS[word[0] + "0"]] + ([_NUMBERS[int(word[1])]] if word[1] != "0" else [])
-        else:
-            out.append(word)
-    return out
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate of ``hypothesis`` against ``reference``."""
-    ref, hyp = words(reference), words(hypothesis)
-    previous = list(range(len(hyp) + 1))
-    for i, word in enumerate(ref, 1):
-        current = [i]
-        for j, heard in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
-            )
-        previous = current
-    return previous[-1] / max(1, len(ref))
-
-
-def test_wer() -> None:
-    assert wer("It's 22 degrees.", "it's twenty two degrees") == 0.0
-    assert wer("a b c d e", "a b x d e") == pytest.approx(0.2)
+wer = word_error_rate
 
 
 def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

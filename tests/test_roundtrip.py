@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import re
 import threading
 import time
 from typing import Any
@@ -15,6 +14,7 @@ import pytest
 from voicekit import AudioChunk, Sentence, Transcript, stt, tts
 from voicekit import _compute as compute
 from voicekit.audio import from_array
+from voicekit.stt import word_error_rate
 from voicekit.vad import vad
 
 SENTENCES = [
@@ -25,56 +25,7 @@ SENTENCES = [
     "Voice assistants convert speech to text and then back to speech.",
 ]
 
-_ONES = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
-    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen",
-    "nineteen",
-]  # fmt: skip
-_TENS = ["", "", "twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety"]
-
-
-def number_words(n: int) -> list[str]:
-    """English words for 0 ≤ n < 1000 (digits are kept as they are beyond that)."""
-    if n < 20:
-        return [_ONES[n]]
-    if n < 100:
-        return [_TENS[n // 10]] + ([_ONES[n % 10]] if n % 10 else [])
-    if n < 1000:
-        return [_ONES[n // 100], "hundred"] + (number_words(n % 100) if n % 100 else [])
-    return [str(n)]
-
-
-def normalise(text: str) -> list[str]:
-    """Lower case, punctuation and hyphens to spaces, numbers spelled out."""
-    out: list[str] = []
-    for token in re.sub(r"[^\w\s']|_", " ", text.lower()).split():
-        out += number_words(int(token)) if token.isdigit() else [token.strip("'")]
-    return [w for w in out if w]
-
-
-def wer(reference: str, hypothesis: str) -> float:
-    """Word error rate: (substitutions + deletions + insertions) / reference words."""
-    ref, hyp = normalise(reference), normalise(hypothesis)
-    previous = list(range(len(hyp) + 1))  # edit distances from the empty reference prefix
-    for i, word in enumerate(ref, 1):
-        current = [i]
-        for j, heard in enumerate(hyp, 1):
-            current.append(
-                min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != heard))
-            )
-        previous = current
-    return previous[-1] / max(1, len(ref))
-
-
-def test_wer() -> None:
-    assert wer("the cat sat", "the cat sat") == 0.0
-    assert wer("the cat sat", "the bat sat") == pytest.approx(1 / 3)
-    assert wer("the cat sat", "the cat") == pytest.approx(1 / 3)
-    assert wer("the cat sat", "the cat sat down") == pytest.approx(1 / 3)
-    assert wer("the cat sat", "") == 1.0
-    assert wer("A high of seventy-two degrees!", "a high of 72 degrees") == 0.0
-    assert wer("It's 105.", "it's one hundred five") == 0.0
-    assert wer("one two", "two one") == 1.0
+wer = word_error_rate
 
 
 @pytest.fixture(scope="module")
