@@ -504,6 +504,25 @@ def _call_item(part: _Call) -> dict[str, Any]:
     }
 
 
+def _output_item(msg: Any) -> dict[str, Any]:
+    """A tool result as a ``function_call_output`` item (Responses and Realtime alike)."""
+    result = msg.parts[0]
+    assert isinstance(result, _Result)
+    return {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
+
+
+def _assistant_items(target: str, msg: Any, *, text_parts: bool) -> list[dict[str, Any]]:
+    """An assistant turn as items: its text as a message (a plain string, or ``output_text``
+    parts), then one ``function_call`` item per tool call."""
+    items: list[dict[str, Any]] = []
+    text = _assistant_text(target, msg.parts)
+    if text:
+        content: Any = [{"type": "output_text", "text": text}] if text_parts else text
+        items.append({"type": "message", "role": "assistant", "content": content})
+    items.extend(_call_item(p) for p in msg.parts if isinstance(p, _Call))
+    return items
+
+
 def to_responses_input(
     messages: Iterable[Mapping[str, Any]], *, system: str | None = None
 ) -> tuple[str | None, list[dict[str, Any]]]:
@@ -536,16 +555,9 @@ def to_responses_input(
         if not msg.parts:
             continue
         if msg.role == "tool":
-            result = msg.parts[0]
-            assert isinstance(result, _Result)
-            items.append(
-                {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
-            )
+            items.append(_output_item(msg))
         elif msg.role == "assistant":
-            text = _assistant_text("responses", msg.parts)
-            if text:
-                items.append({"type": "message", "role": "assistant", "content": text})
-            items.extend(_call_item(p) for p in msg.parts if isinstance(p, _Call))
+            items.extend(_assistant_items("responses", msg, text_parts=False))
         else:
             role = "user" if msg.role == "user" else "developer"
             content = [_input_part(p) for p in msg.parts]
@@ -779,17 +791,9 @@ def to_realtime(
         if not msg.parts:
             continue
         if msg.role == "tool":
-            result = msg.parts[0]
-            assert isinstance(result, _Result)
-            items.append(
-                {"type": "function_call_output", "call_id": result.call_id, "output": result.output}
-            )
+            items.append(_output_item(msg))
         elif msg.role == "assistant":
-            text = _assistant_text("realtime", msg.parts)
-            if text:
-                content = [{"type": "output_text", "text": text}]
-                items.append({"type": "message", "role": "assistant", "content": content})
-            items.extend(_call_item(p) for p in msg.parts if isinstance(p, _Call))
+            items.extend(_assistant_items("realtime", msg, text_parts=True))
         elif msg.role == "system":
             text = "\n".join(p.text for p in msg.parts if isinstance(p, _Text))
             content = [{"type": "input_text", "text": text}]
