@@ -44,8 +44,7 @@ import httpx
 import numpy as np
 
 import voicekit as vk
-from voicekit import stt, vad
-from voicekit.agent import agent
+from voicekit import agent, stt, vad
 from voicekit.events import (
     AudioChunk,
     ReplyStarted,

@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from servers.responses_server import ResponsesServer
 
 from voicekit import Session
+from voicekit.llm import ResponsesSocket, reply_text, responses_ws, update_session
 from voicekit.llm.endpoint import Endpoint
-from voicekit.llm.responses_ws import ResponsesSocket, reply_text, responses_ws, update_session
 
 SYSTEM = "You are a helpful phone agent for an online shop. Keep answers short and friendly."
 LINES = [

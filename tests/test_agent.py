@@ -8,7 +8,8 @@ import json
 import pytest
 
 import voicekit as vk
-from voicekit.agent import CANCELLED_RESULT, OVER_LIMIT_RESULT, agent, tool
+from voicekit import agent, tool
+from voicekit._agent import CANCELLED_RESULT, OVER_LIMIT_RESULT
 from voicekit.conversation import (
     ScriptedLLM,
     barge_in,
@@ -610,7 +611,7 @@ async def test_wake_phrase_session_answers_only_once_woken():
 
 
 async def test_provider_failover_inside_the_agent():
-    from voicekit.llm.failover import failover
+    from voicekit.llm import failover
 
     primary = scripted_llm([vk.ProviderStatusError("503 overloaded", status_code=503)])
     backup = scripted_llm("Backup here. How can I help?")
@@ -627,9 +628,8 @@ async def test_provider_failover_inside_the_agent():
 
 
 async def test_the_whole_pipeline_from_audio():
-    from voicekit import stt
+    from voicekit import stt, voice_agent
     from voicekit import vad as vad_module
-    from voicekit.agent import voice_agent
     from voicekit.conversation import audio
 
     llm = scripted_llm("It is sunny.", "You are welcome.")

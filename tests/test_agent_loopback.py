@@ -7,7 +7,7 @@ import asyncio
 from servers.sse_server import Reply, text_reply
 
 import voicekit as vk
-from voicekit.agent import agent
+from voicekit import agent
 from voicekit.conversation import barge_in, run_conversation, say
 from voicekit.events import ReplyFailed, Sentence
 from voicekit.llm import INTERRUPTED_MARKER, NO_RETRY, custom

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import voicekit as vk
-from voicekit.agent import agent
+from voicekit import agent
 from voicekit.conversation import barge_in, run_conversation, say, scripted_llm
 from voicekit.events import AudioChunk, Sentence, Token
 from voicekit.ops import Flow, parallel

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 import voicekit as vk
-from voicekit.agent import agent
+from voicekit import agent
 from voicekit.events import (
     AudioChunk,
     Interrupted,

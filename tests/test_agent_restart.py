@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import voicekit as vk
-from voicekit.agent import agent
+from voicekit import agent
 from voicekit.conversation import run_conversation, say
 from voicekit.events import Sentence, Token, ToolCall, ToolResult
 from voicekit.llm import Restarted

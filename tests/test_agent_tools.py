@@ -10,10 +10,10 @@ from typing import Annotated, Literal
 import pytest
 
 import voicekit as vk
-from voicekit.agent import Tool, agent, tool
+from voicekit import Tool, agent, tool
 from voicekit.conversation import run_conversation, say, scripted_llm
 from voicekit.events import ToolCall, ToolResult
-from voicekit.llm.responses_ws import ResponsesState
+from voicekit.llm import ResponsesState
 from voicekit.tts import tones
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import voicekit as vk
-from voicekit.agent import agent
+from voicekit import agent
 from voicekit.conversation import (
     ScriptError,
     audio,

@@ -61,3 +61,17 @@ def test_importing_voicekit_loads_no_model_runtime():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_no_public_module_is_hidden_by_a_name_of_the_same_name():
+    """``voicekit.X`` is either a module or a function/value, never a module hidden by one."""
+    import pkgutil
+
+    for package in PACKAGES:
+        module = importlib.import_module(package)
+        for info in pkgutil.iter_modules(module.__path__):
+            if info.name.startswith("_"):
+                continue
+            sub = importlib.import_module(f"{package}.{info.name}")
+            held = getattr(module, info.name, sub)
+            assert held is sub, f"{package}.{info.name} is hidden by {held!r}"

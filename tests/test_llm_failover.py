@@ -9,8 +9,7 @@ from servers.sse_server import json_reply, text_reply
 
 import voicekit as vk
 from voicekit.events import Switched, Token
-from voicekit.llm import NO_RETRY, custom
-from voicekit.llm.failover import failover, provider_name
+from voicekit.llm import NO_RETRY, custom, failover, provider_name
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -285,7 +284,7 @@ async def test_when_every_provider_is_cooling_down_they_are_tried_in_order():
 
 
 async def test_the_agent_keeps_the_cooldown_across_turns():
-    from voicekit.agent import agent
+    from voicekit import agent
     from voicekit.conversation import run_conversation, say
     from voicekit.tts import tones
 

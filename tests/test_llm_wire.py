@@ -346,7 +346,7 @@ async def test_warmup_failures_are_values(sse_server: SSEServer) -> None:
 async def test_warmup_times_out_in_five_seconds_budget(
     sse_server: SSEServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    warmup_module = importlib.import_module("voicekit.llm.warmup")
+    warmup_module = importlib.import_module("voicekit.llm._warmup")
     assert warmup_module.WARMUP_TIMEOUT == 5.0
     monkeypatch.setattr(warmup_module, "WARMUP_TIMEOUT", 0.2)
     sse_server.handler = lambda request: json_reply(200, {"data": []}, delay=2)

@@ -254,7 +254,7 @@ def test_it_takes_the_context_an_llm_function_gets() -> None:
 
 
 async def test_the_agent_runs_the_weather_round_with_the_responder() -> None:
-    from voicekit.agent import agent
+    from voicekit import agent
     from voicekit.events import TurnEnded, TurnStarted
     from voicekit.tts import tones
 

@@ -13,8 +13,7 @@ import pytest
 import soundfile as sf
 
 import voicekit as vk
-from voicekit import audio
-from voicekit.agent import agent
+from voicekit import agent, audio
 from voicekit.conversation import barge_in, run_conversation, say, scripted_llm
 from voicekit.events import (
     AudioChunk,

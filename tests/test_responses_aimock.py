@@ -25,16 +25,17 @@ import pytest
 from returns.io import IOSuccess
 
 from voicekit import Session, Token, ToolCall, Usage
-from voicekit.llm.endpoint import Endpoint
-from voicekit.llm.responses import respond, responses
-from voicekit.llm.responses_ws import (
+from voicekit.llm import (
     ReconnectPolicy,
     ResponsesSocket,
     ResponsesState,
     reply_text,
+    respond,
+    responses,
     responses_ws,
     update_session,
 )
+from voicekit.llm.endpoint import Endpoint
 
 CLI = (
     Path(__file__).parent / "peers" / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"

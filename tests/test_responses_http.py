@@ -23,8 +23,8 @@ from voicekit import (
     ToolCall,
     Usage,
 )
+from voicekit.llm import respond, responses
 from voicekit.llm.endpoint import Endpoint, RetryPolicy
-from voicekit.llm.responses import respond, responses
 
 WEATHER = {
     "type": "function",

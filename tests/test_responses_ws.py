@@ -28,9 +28,7 @@ from voicekit import (
     Token,
     ToolCall,
 )
-from voicekit.llm._responses_request import response_body
-from voicekit.llm.endpoint import Endpoint
-from voicekit.llm.responses_ws import (
+from voicekit.llm import (
     CONTINUITY_KEY,
     ReconnectPolicy,
     ResponsesSocket,
@@ -41,6 +39,8 @@ from voicekit.llm.responses_ws import (
     responses_ws,
     update_session,
 )
+from voicekit.llm._responses_request import response_body
+from voicekit.llm.endpoint import Endpoint
 
 FAST = ReconnectPolicy(min_wait=0.01, max_wait=0.05, multiplier=0.01)
 

@@ -9,6 +9,7 @@ there
 """
 
 from . import audio, conversation, events, llm, notebook, ops, session, stt, text, tts, turns, vad
+from ._agent import Tool, agent, tool, voice_agent
 from ._errors import (
     AudioError,
     ConfigError,
@@ -24,7 +25,6 @@ from ._errors import (
     VoicekitError,
 )
 from ._frozen import FrozenDict, freeze, thaw
-from .agent import agent, tool, voice_agent
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
@@ -82,6 +82,7 @@ __all__ = [
     "StageError",
     "Switched",
     "Token",
+    "Tool",
     "ToolCall",
     "ToolResult",
     "Transcript",

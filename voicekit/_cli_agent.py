@@ -23,9 +23,9 @@ import numpy as np
 import numpy.typing as npt
 
 from . import _compute
+from ._agent import Tool, agent
 from ._errors import ConfigError
 from ._latency import LatencyProbe, TurnLatency, paced_audio
-from .agent import Tool, agent
 from .audio import read
 from .events import (
     AudioChunk,

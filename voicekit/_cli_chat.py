@@ -24,10 +24,10 @@ from returns.result import Success
 
 from ._errors import ConfigError, ProviderError
 from .events import Finish, Token, ToolCall, Usage
-from .llm.chat import chat
+from .llm._chat import chat
+from .llm._warmup import warmup
 from .llm.endpoint import Endpoint
 from .llm.presets import PRESETS, custom, openclaw, preset
-from .llm.warmup import warmup
 from .session import Session, new_call_id
 
 __all__ = ["add_parser", "endpoint_from_args"]

@@ -8,7 +8,7 @@ every event. With the fakes (:func:`scripted_llm`, :func:`voicekit.tts.tones`,
 same on every run, so a test can assert on them::
 
     import voicekit as vk
-    from voicekit.agent import agent
+    from voicekit import agent
     from voicekit.conversation import barge_in, run_conversation, say, scripted_llm
 
     llm = scripted_llm("Hello! How can I help?", "It is sunny in Paris today. Anything else?")
@@ -481,13 +481,13 @@ async def run_conversation(
 ) -> Conversation:
     """Play ``script`` into ``pipeline`` and collect what comes out.
 
-    ``pipeline``: a stage (an :func:`~voicekit.agent.agent`, or a pipeline ending in one) or a
+    ``pipeline``: a stage (an :func:`~voicekit.agent`, or a pipeline ending in one) or a
     function from a source to an async iterable. ``session``: the Session to report if the
     pipeline never gives one out. ``time_limit``: seconds the whole conversation may take.
     Raises :class:`ScriptError` when a step could not be played as written, and
     ``TimeoutError`` (naming the step) when the conversation did not finish in time.
 
-    >>> from voicekit.agent import agent
+    >>> from voicekit import agent
     >>> from voicekit.tts import tones
     >>> bot = agent(llm=scripted_llm("Hi! I am a bot.", "Bye."), tts=tones())
     >>> result = asyncio.run(run_conversation(bot, [say("hello"), say("bye")]))

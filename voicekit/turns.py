@@ -72,7 +72,7 @@ quiet, and the recogniser's answer to the last speech has arrived (in a stream w
 markers: a final transcript), the stage emits :class:`TurnPending` with the turn's text so far,
 just after that transcript — unless the turn ends there and then. It says "the turn will end
 with this text unless the user goes on", and lets an agent prepare its reply during the
-turn-end wait (:func:`voicekit.agent.agent` does, with ``preemptive=True``). There is at most
+turn-end wait (:func:`voicekit.agent` does, with ``preemptive=True``). There is at most
 one per distinct text in a turn: if the user resumes, the next answer brings a new
 ``TurnPending`` with the longer text, or the turn ends with text other than the pending one.
 A turn may end without one (say, when its answer never came and the recogniser wait ran out).

@@ -6,6 +6,23 @@
 True
 """
 
+from ._chat import LLMEvent, chat, complete, new_client
+from ._failover import failover, provider_name
+from ._responses import respond, responses
+from ._responses_ws import (
+    CONTINUITY_KEY,
+    Reconnected,
+    ReconnectPolicy,
+    ResponsesSocket,
+    ResponsesState,
+    Restarted,
+    SocketStats,
+    reply_text,
+    responses_socket,
+    responses_ws,
+    update_session,
+)
+from ._warmup import warmup
 from .adapters import (
     CONVERSATION_START,
     INTERRUPTED_MARKER,
@@ -23,9 +40,7 @@ from .adapters import (
     tools_to_realtime,
     tools_to_responses,
 )
-from .chat import LLMEvent, chat, complete, new_client
 from .endpoint import DEFAULT_USER_AGENT, KEYLESS, NO_RETRY, Endpoint, RetryPolicy
-from .failover import failover, provider_name
 from .local import demo_tools, get_weather, local_responder
 from .presets import (
     PRESETS,
@@ -54,21 +69,6 @@ from .request import (
     session_key_value,
 )
 from .resolve import resolve_llm
-from .responses import respond, responses
-from .responses_ws import (
-    CONTINUITY_KEY,
-    Reconnected,
-    ReconnectPolicy,
-    ResponsesSocket,
-    ResponsesState,
-    Restarted,
-    SocketStats,
-    reply_text,
-    responses_socket,
-    responses_ws,
-    update_session,
-)
-from .warmup import warmup
 
 __all__ = [
     "CONTINUITY_KEY",

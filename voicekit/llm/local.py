@@ -97,7 +97,7 @@ WEATHER_TOOL: Tool = tool(
 def demo_tools() -> tuple[Tool, ...]:
     """The demo tools: just ``get_weather(city)``, deterministic and offline.
 
-    They are :class:`voicekit.agent.Tool` values: give them to ``agent(tools=...)``, or their
+    They are :class:`voicekit.Tool` values: give them to ``agent(tools=...)``, or their
     ``.spec`` to :func:`~voicekit.llm.chat` (``tools=[t.spec for t in demo_tools()]``).
 
     >>> weather = demo_tools()[0]

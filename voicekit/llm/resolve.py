@@ -32,11 +32,11 @@ from urllib.parse import urlsplit, urlunsplit
 from returns.result import Success
 
 from .._errors import ConfigError
-from .chat import chat
+from ._chat import chat
+from ._warmup import warmup
 from .endpoint import Endpoint
 from .local import local_responder
 from .presets import PRESETS, custom
-from .warmup import warmup
 
 __all__ = ["DEFAULT_GATEWAYS", "PROBE_TIMEOUT", "LLMFunction", "describe_url", "resolve_llm"]
 

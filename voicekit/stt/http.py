@@ -45,10 +45,10 @@ from .._errors import (
 )
 from ..audio import AudioInput, to_wav_bytes
 from ..events import AudioChunk
-from ..llm.chat import _error_message, _quote, _read_capped, http_timeout, new_client
+from ..llm._chat import _error_message, _quote, _read_capped, http_timeout, new_client
+from ..llm._warmup import warmup_headers
 from ..llm.endpoint import Endpoint
 from ..llm.presets import PRESETS
-from ..llm.warmup import warmup_headers
 from ..ops import stage
 from ._utterances import RATE, check_pre_roll, recognize_utterances
 from ._whisper import _as_pcm16k

@@ -34,7 +34,7 @@ import numpy.typing as npt
 from .._errors import ConfigError, ProviderStreamError
 from ..audio._convert import check_rate
 from ..audio._resampler import Resampler
-from ..llm.chat import _quote, _read_capped, new_client
+from ..llm._chat import _quote, _read_capped, new_client
 from ..llm.endpoint import Endpoint
 from ..ops import stage
 from ..stt.http import EndpointOption, open_response, resolve_endpoint

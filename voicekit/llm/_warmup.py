@@ -18,7 +18,7 @@ import json
 import httpx
 from returns.result import Failure, Result, Success
 
-from .chat import _quote, _read_capped, new_client
+from ._chat import _quote, _read_capped, new_client
 from .endpoint import Endpoint
 
 __all__ = ["WARMUP_TIMEOUT", "warmup", "warmup_headers"]

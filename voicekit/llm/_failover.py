@@ -6,7 +6,7 @@ before it has yielded anything, the call goes on with the next one, and a
 :class:`~voicekit.Switched` event is yielded in the stream to say so::
 
     from voicekit.llm import groq, ollama
-    from voicekit.llm.failover import failover
+    from voicekit.llm import failover
 
     llm = failover(groq(), ollama())  # use it wherever an LLM function is expected
 
@@ -51,8 +51,8 @@ from typing import Any
 
 from .._errors import ConfigError
 from ..events import Continuity, Switched
+from ._chat import chat
 from ._signature import call_llm
-from .chat import chat
 from .endpoint import Endpoint
 
 __all__ = ["failover", "provider_name"]

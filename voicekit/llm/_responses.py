@@ -44,9 +44,9 @@ from .._errors import (
 )
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
+from ._chat import _quote, _read_capped, http_timeout, new_client
 from ._responses_events import ResponseReader, failure_details
 from ._responses_request import conversation_of, response_body, responses_url
-from .chat import _quote, _read_capped, http_timeout, new_client
 from .endpoint import Endpoint
 from .request import Messages, request_headers
 

@@ -8,7 +8,7 @@ the reply into sentences and speaks them through a TTS stage. It yields the repl
 turn a :class:`~voicekit.SessionUpdated` carrying the new :class:`~voicekit.Session`::
 
     import voicekit as vk
-    from voicekit.agent import agent
+    from voicekit import agent
     from voicekit.llm import ollama
 
     bot = agent(llm=ollama(), tts=vk.tts.piper(), session=vk.Session(), system="Be brief.")
@@ -118,10 +118,10 @@ from .events import (
     TurnPending,
     TurnStarted,
 )
+from .llm._chat import chat, new_client
+from .llm._responses_ws import ResponsesState, Restarted
 from .llm._signature import accepted_context, call_llm
-from .llm.chat import chat, new_client
 from .llm.endpoint import Endpoint
-from .llm.responses_ws import ResponsesState, Restarted
 from .ops import Flow, Stage
 from .session import Session
 from .text import sentences, split_sentences
