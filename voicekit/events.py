@@ -30,6 +30,8 @@ __all__ = [
     "Event",
     "Finish",
     "Interrupted",
+    "Mark",
+    "Played",
     "ReplyFailed",
     "ReplyStarted",
     "Sentence",
@@ -278,6 +280,29 @@ class TurnPending:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """A point in the agent's outbound audio: everything before it is sentence ``text`` (or the
+    sentences before it) of the current reply. ``name`` is unique within a conversation.
+
+    A transport that plays audio with a delay (a phone carrier buffers it) sends the mark along
+    with the audio and reports, on the *inbound* stream, a :class:`Played` with the same name
+    when the caller has heard the audio up to it.
+    """
+
+    name: str
+    text: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Played:
+    """The audio up to :class:`Mark` ``name`` has been played to the caller (an acknowledgement
+    from the transport, on the inbound stream, ``t`` seconds into it)."""
+
+    name: str
+    t: float = 0.0
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -298,5 +323,7 @@ Event = (
     | SessionUpdated
     | Continuity
     | TurnPending
+    | Mark
+    | Played
 )
 """Any item a voicekit stage yields."""
