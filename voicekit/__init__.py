@@ -28,6 +28,7 @@ from ._frozen import FrozenDict, freeze, thaw
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
+    CallStarted,
     Continuity,
     Event,
     Finish,
@@ -58,6 +59,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AudioChunk",
     "AudioError",
+    "CallStarted",
     "ConfigError",
     "Continuity",
     "Event",

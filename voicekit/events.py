@@ -26,6 +26,7 @@ from ._errors import AudioError
 
 __all__ = [
     "AudioChunk",
+    "CallStarted",
     "Continuity",
     "Event",
     "Finish",
@@ -303,6 +304,22 @@ class Played:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class CallStarted:
+    """A transport connected a call (the first item of its inbound stream).
+
+    ``call_id`` is the carrier's id of the call, ``carrier`` the transport's name (``"twilio"``,
+    ``"ws"``…). ``acknowledges`` is True when the transport reports a :class:`Played` for every
+    :class:`Mark` of the outbound audio: the agent then counts a sentence as heard only when its
+    ``Played`` comes back, not when its audio is handed on.
+    """
+
+    call_id: str
+    carrier: str = ""
+    acknowledges: bool = False
+    t: float = 0.0
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -325,5 +342,6 @@ Event = (
     | TurnPending
     | Mark
     | Played
+    | CallStarted
 )
 """Any item a voicekit stage yields."""

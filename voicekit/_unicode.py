@@ -1,0 +1,51 @@
+"""Text that is valid Unicode, and text a speech synthesiser can take.
+
+LLM streams can split a character that is outside the Basic Multilingual Plane (an emoji) across
+two chunks as a pair of JSON ``\\ud83d`` + ``\\ude00`` escapes; decoded one chunk at a time they
+are two *lone surrogates*, which no UTF-8 encoder accepts. Text entering a Session, an HTTP body or
+a TTS goes through :func:`valid_unicode` first.
+
+>>> valid_unicode("smile \\ud83d\\ude00") == "smile \\U0001f600"
+True
+>>> valid_unicode("lone \\ud83d here")
+'lone \\ufffd here'
+>>> speakable("a\\x00b\\x07c\\nd")
+'abc\\nd'
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["speakable", "split_trailing_surrogate", "valid_unicode"]
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with surrogate pairs joined into their character and lone surrogates replaced
+    by U+FFFD (the replacement character). Valid text is returned as it is."""
+    if _SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def split_trailing_surrogate(text: str) -> tuple[str, str]:
+    """``(head, tail)`` where ``tail`` is a trailing *high* surrogate that the next chunk of a
+    stream may complete (``""`` if there is none). For joining streamed text.
+
+    >>> split_trailing_surrogate("ok \\ud83d")
+    ('ok ', '\\ud83d')
+    >>> split_trailing_surrogate("ok")
+    ('ok', '')
+    """
+    if text and "\ud800" <= text[-1] <= "\udbff":
+        return text[:-1], text[-1]
+    return text, ""
+
+
+def speakable(text: str) -> str:
+    """Valid Unicode without NUL and the other control characters (tab, newline and carriage
+    return stay): what a TTS engine is given."""
+    return _UNSPEAKABLE.sub("", valid_unicode(text))
