@@ -28,8 +28,10 @@ from ._frozen import FrozenDict, freeze, thaw
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
+    CallEnded,
     CallStarted,
     Continuity,
+    Dtmf,
     Event,
     Finish,
     Interrupted,
@@ -59,9 +61,11 @@ __version__ = "0.1.0"
 __all__ = [
     "AudioChunk",
     "AudioError",
+    "CallEnded",
     "CallStarted",
     "ConfigError",
     "Continuity",
+    "Dtmf",
     "Event",
     "Finish",
     "Flow",

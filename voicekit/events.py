@@ -26,8 +26,10 @@ from ._errors import AudioError
 
 __all__ = [
     "AudioChunk",
+    "CallEnded",
     "CallStarted",
     "Continuity",
+    "Dtmf",
     "Event",
     "Finish",
     "Interrupted",
@@ -318,6 +320,30 @@ class CallStarted:
     carrier: str = ""
     acknowledges: bool = False
     t: float = 0.0
+    caller: str = ""
+    callee: str = ""
+    stream_id: str = ""
+    parameters: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Dtmf:
+    """The caller pressed keypad key ``digit`` (``"0"``–``"9"``, ``"*"``, ``"#"``, ``"A"``–``"D"``),
+    ``t`` seconds into the inbound stream."""
+
+    digit: str
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class CallEnded:
+    """The call is over (the last item of a transport's inbound stream). ``reason`` says why:
+    ``"hangup"`` (the caller or carrier ended it), ``"closed"`` (we ended it), ``"dropped"`` (the
+    connection was lost) or ``"error"`` (a protocol error, described in ``detail``)."""
+
+    reason: str = "hangup"
+    detail: str = ""
+    t: float = 0.0
 
 
 Event = (
@@ -343,5 +369,7 @@ Event = (
     | Mark
     | Played
     | CallStarted
+    | Dtmf
+    | CallEnded
 )
 """Any item a voicekit stage yields."""
