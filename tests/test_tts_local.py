@@ -193,3 +193,19 @@ async def test_tones_validate_settings() -> None:
         await tts.tones(["x"], latency=-1).list()
     with pytest.raises(ConfigError):
         await tts.tones(["x"], chunk_ms=0).list()
+
+
+def test_deterministic_piper_gives_the_same_samples_on_every_run(monkeypatch) -> None:
+    from voicekit.tts import synthesize
+
+    text = "It is foggy in Rome today."
+    first, _ = synthesize(text, deterministic=True)
+    second, _ = synthesize(text, deterministic=True)
+    assert np.array_equal(first, second)
+    monkeypatch.setenv("VOICEKIT_PIPER_DETERMINISTIC", "1")
+    from_env, _ = synthesize(text)
+    assert np.array_equal(first, from_env)
+    monkeypatch.setenv("VOICEKIT_PIPER_DETERMINISTIC", "0")
+    noisy = [synthesize(text)[0] for _ in range(3)]
+    # With Piper's sampling noise on, runs differ (in length or samples).
+    assert any(not np.array_equal(first, other) for other in noisy)

