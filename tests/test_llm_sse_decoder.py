@@ -85,3 +85,78 @@ def test_field_edge_cases() -> None:
     assert decode([b"event:\ndata: x\n\n"]) == [("message", b"x")]
     assert decode([b"retry: 10\nunknown: y\ndata: z\n\n"]) == [("message", b"z")]
     assert decode([b"event: error\n\ndata: after\n\n"]) == [("message", b"after")]
+
+
+def test_a_long_line_in_many_reads_is_linear_not_quadratic() -> None:
+    """A 8 MB data line cut into 1 KB reads: the decoder must not re-join what it already holds
+    on every read (that is quadratic: ~30 s for 32 MB before the fix)."""
+    import time
+
+    from voicekit.llm._sse import SSEDecoder
+
+    def decode(size: int) -> float:
+        decoder = SSEDecoder()
+        body = b"data: " + b"x" * size + b"\n\n"
+        start = time.perf_counter()
+        events = []
+        for i in range(0, len(body), 1024):
+            events += decoder.feed(body[i : i + 1024])
+        elapsed = time.perf_counter() - start
+        assert events == [("message", b"x" * size)]
+        return elapsed
+
+    small, large = decode(1 << 20), decode(8 << 20)
+    # Linear: 8× the bytes cost ~8× the time; quadratic would cost ~64×. The margin is wide.
+    assert large < max(small, 0.005) * 24, (small, large)
+    assert large < 2.0
+
+
+def test_an_event_over_the_cap_is_a_clear_stream_error() -> None:
+    from voicekit import EventTooLarge, ProviderStreamError
+    from voicekit.llm._sse import SSEDecoder
+
+    decoder = SSEDecoder(max_event_bytes=1000)
+    decoder.feed(b"data: " + b"y" * 600 + b"\n")  # one data line, within the cap
+    try:
+        decoder.feed(b"data: " + b"y" * 600 + b"\n")  # the event's second line passes the cap
+    except EventTooLarge as exc:
+        assert isinstance(exc, ProviderStreamError) and "1000-byte cap" in str(exc)
+    else:
+        raise AssertionError("no EventTooLarge")
+    endless = SSEDecoder(max_event_bytes=1000)
+    endless.feed(b"data: " + b"z" * 900)
+    try:
+        endless.feed(b"z" * 200)  # a line without an end, growing past the cap
+    except EventTooLarge:
+        pass
+    else:
+        raise AssertionError("no EventTooLarge for an endless line")
+
+
+async def test_chat_reports_an_over_long_event_naming_the_endpoint() -> None:
+    """Against a real local server that streams one 17 MB line."""
+    import asyncio
+
+    import pytest
+
+    from voicekit import EventTooLarge, Session, llm
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while (await reader.readline()) not in (b"\r\n", b""):
+            pass
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n")
+        writer.write(b"data: " + b"a" * (17 << 20))
+        await writer.drain()
+        await asyncio.sleep(5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    endpoint = llm.Endpoint(base_url=f"http://127.0.0.1:{port}/v1", model="m", api_key="k")
+    try:
+        with pytest.raises(EventTooLarge, match="cap"):
+            async for _ in llm.chat(endpoint, Session().add_user("hi")):
+                pass
+    finally:
+        server.close()
+        await server.wait_closed()

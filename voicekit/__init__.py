@@ -13,6 +13,7 @@ from ._agent import Tool, agent, tool, voice_agent
 from ._errors import (
     AudioError,
     ConfigError,
+    EventTooLarge,
     ProtocolError,
     ProviderConnectError,
     ProviderError,
@@ -67,6 +68,7 @@ __all__ = [
     "Continuity",
     "Dtmf",
     "Event",
+    "EventTooLarge",
     "Finish",
     "Flow",
     "FrozenDict",

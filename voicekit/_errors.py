@@ -16,6 +16,7 @@ that does not know voicekit::
         ├── ProviderTimeout        no answer in time (TimeoutError)
         ├── ProviderStatusError    non-2xx status; ``.status_code`` and a truncated ``.body``
         ├── ProviderStreamError    the stream itself was malformed or truncated
+        │   └── EventTooLarge      one SSE event over the size cap (16 MiB)
         └── ProviderResponseError  the service reported an error inside a well-formed stream
 
 Every :class:`VoicekitError` has a ``stage`` attribute: the name of the pipeline stage it came
@@ -27,6 +28,7 @@ from __future__ import annotations
 __all__ = [
     "AudioError",
     "ConfigError",
+    "EventTooLarge",
     "ProtocolError",
     "ProviderConnectError",
     "ProviderError",
@@ -112,6 +114,11 @@ class ProviderStatusError(ProviderError):
 
 class ProviderStreamError(ProviderError):
     """The response stream was malformed: bad JSON, wrong content type, cut off early."""
+
+
+class EventTooLarge(ProviderStreamError):
+    """One server-sent event (or one line of it) is longer than the decoder's cap
+    (``voicekit.llm.MAX_EVENT_BYTES``, 16 MiB, by default)."""
 
 
 class ProviderResponseError(ProviderError):

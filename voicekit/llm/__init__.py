@@ -22,6 +22,7 @@ from ._responses_ws import (
     responses_ws,
     update_session,
 )
+from ._sse import MAX_EVENT_BYTES
 from ._warmup import warmup
 from .adapters import (
     CONVERSATION_START,
@@ -76,6 +77,7 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "INTERRUPTED_MARKER",
     "KEYLESS",
+    "MAX_EVENT_BYTES",
     "NO_RETRY",
     "PRESETS",
     "AdapterError",

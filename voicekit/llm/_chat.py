@@ -36,6 +36,7 @@ from returns.future import FutureResult
 from returns.result import Failure, Result, Success
 
 from .._errors import (
+    EventTooLarge,
     ProviderConnectError,
     ProviderError,
     ProviderResponseError,
@@ -60,6 +61,14 @@ BODY_QUOTE_LIMIT = 500
 _DRAIN_SECONDS = 0.25  # after [DONE]: read the (normally empty) rest so the connection is reused
 _ssl_context: ssl.SSLContext | None = None
 
+
+
+def _feed(decoder: SSEDecoder, piece: bytes, name: str) -> list[tuple[str, bytes]]:
+    """``decoder.feed(piece)``, with an over-long event named after the endpoint."""
+    try:
+        return decoder.feed(piece)
+    except EventTooLarge as exc:
+        raise EventTooLarge(f"{name}: {exc}", provider=name) from None
 
 def _default_ssl() -> ssl.SSLContext:
     """One shared TLS context: building one costs milliseconds, so it is made once."""
@@ -267,7 +276,7 @@ async def chat(
                     pieces = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
                     try:
                         async for piece in pieces:
-                            for event, data in decoder.feed(piece):
+                            for event, data in _feed(decoder, piece, name):
                                 if data == b"[DONE]":
                                     done = True
                                     break
