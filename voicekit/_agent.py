@@ -102,6 +102,7 @@ import httpx
 from ._agent_tools import Tool, run_tool, tool, tools_of
 from ._compute import settle
 from ._errors import ConfigError, StageError
+from ._http import new_client
 from .events import (
     AudioChunk,
     Continuity,
@@ -118,7 +119,7 @@ from .events import (
     TurnPending,
     TurnStarted,
 )
-from .llm._chat import chat, new_client
+from .llm import chat
 from .llm._responses_ws import ResponsesState, Restarted
 from .llm._signature import accepted_context, call_llm
 from .llm.endpoint import Endpoint

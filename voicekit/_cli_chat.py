@@ -24,7 +24,7 @@ from returns.result import Success
 
 from ._errors import ConfigError, ProviderError
 from .events import Finish, Token, ToolCall, Usage
-from .llm._chat import chat
+from .llm import chat
 from .llm._warmup import warmup
 from .llm.endpoint import Endpoint
 from .llm.presets import PRESETS, custom, openclaw, preset

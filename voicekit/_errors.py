@@ -13,6 +13,7 @@ that does not know voicekit::
     ├── ProtocolError         a peer sent a message out of sequence or malformed (ValueError)
     └── ProviderError         an LLM / STT / TTS service failed
         ├── ProviderConnectError   could not connect, or the connection dropped (ConnectionError)
+        │   └── ProviderNoResponse connected, but closed without an answer (not retried)
         ├── ProviderTimeout        no answer in time (TimeoutError)
         ├── ProviderStatusError    non-2xx status; ``.status_code`` and a truncated ``.body``
         ├── ProviderStreamError    the stream itself was malformed or truncated
@@ -32,6 +33,7 @@ __all__ = [
     "ProtocolError",
     "ProviderConnectError",
     "ProviderError",
+    "ProviderNoResponse",
     "ProviderResponseError",
     "ProviderStatusError",
     "ProviderStreamError",
@@ -97,6 +99,11 @@ class ProviderConnectError(ProviderError, ConnectionError):
     """The service could not be reached, or the connection dropped."""
 
 
+class ProviderNoResponse(ProviderConnectError):
+    """The service accepted the connection, then closed it without answering. Never retried:
+    the request may have run on the server."""
+
+
 class ProviderTimeout(ProviderError, TimeoutError):
     """The service did not answer in time."""
 
@@ -105,11 +112,19 @@ class ProviderStatusError(ProviderError):
     """The service answered with a non-2xx status."""
 
     def __init__(
-        self, message: str, *, status_code: int, body: str = "", provider: str | None = None
+        self,
+        message: str,
+        *,
+        status_code: int,
+        body: str = "",
+        provider: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
         super().__init__(message, provider=provider)
         self.status_code = status_code
         self.body = body
+        self.retry_after = retry_after
+        """Seconds the service asked to wait (its ``Retry-After`` header), if it said."""
 
 
 class ProviderStreamError(ProviderError):

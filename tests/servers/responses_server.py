@@ -73,6 +73,7 @@ class Reply:
     cancel_delay: float = 0.0  # after a cancel, wait this long before the terminal event
     start_delay: float = 0.0  # wait this long before response.created
     http_status: int = 200  # over HTTP: answer with this status (and a JSON error) instead
+    retry_after: str | None = None  # with http_status: send this Retry-After header
 
 
 @dataclass
@@ -277,12 +278,14 @@ class ResponsesServer:
         return self.api_key is None or headers.get("authorization") == f"Bearer {self.api_key}"
 
     @staticmethod
-    async def _respond_json(writer: asyncio.StreamWriter, status: int, data: Any) -> None:
+    async def _respond_json(
+        writer: asyncio.StreamWriter, status: int, data: Any, extra: str = ""
+    ) -> None:
         payload = json.dumps(data).encode()
         reason = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found"}
         writer.write(
             f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\nContent-Type: application/json"
-            f"\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
+            f"{extra}\r\nContent-Length: {len(payload)}\r\nConnection: close\r\n\r\n".encode()
             + payload
         )
         await writer.drain()
@@ -328,7 +331,8 @@ class ResponsesServer:
         if reply.http_status != 200:
             record.answered = f"http {reply.http_status}"
             error = {"message": reply.message, "type": "server_error", "code": None}
-            await self._respond_json(writer, reply.http_status, {"error": error})
+            extra = f"\r\nRetry-After: {reply.retry_after}" if reply.retry_after else ""
+            await self._respond_json(writer, reply.http_status, {"error": error}, extra)
             return
         if not body.get("stream"):
             events: list[Mapping[str, Any]] = []

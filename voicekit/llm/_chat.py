@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import ssl
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any, cast
 
@@ -40,9 +39,17 @@ from .._errors import (
     ProviderConnectError,
     ProviderError,
     ProviderResponseError,
-    ProviderStatusError,
     ProviderStreamError,
     ProviderTimeout,
+)
+from .._http import (
+    http_timeout,
+    new_client,
+    no_response,
+    quote,
+    read_capped,
+    retry_pause,
+    status_error,
 )
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
@@ -55,12 +62,7 @@ __all__ = ["LLMEvent", "chat", "complete"]
 LLMEvent = Token | ToolCall | Usage | Finish
 """What :func:`chat` yields."""
 
-BODY_QUOTE_LIMIT = 500
-"""How many characters of an error body are quoted in a :class:`ProviderStatusError`."""
-
 _DRAIN_SECONDS = 0.25  # after [DONE]: read the (normally empty) rest so the connection is reused
-_ssl_context: ssl.SSLContext | None = None
-
 
 
 def _feed(decoder: SSEDecoder, piece: bytes, name: str) -> list[tuple[str, bytes]]:
@@ -69,70 +71,6 @@ def _feed(decoder: SSEDecoder, piece: bytes, name: str) -> list[tuple[str, bytes
         return decoder.feed(piece)
     except EventTooLarge as exc:
         raise EventTooLarge(f"{name}: {exc}", provider=name) from None
-
-def _default_ssl() -> ssl.SSLContext:
-    """One shared TLS context: building one costs milliseconds, so it is made once."""
-    global _ssl_context
-    if _ssl_context is None:
-        _ssl_context = httpx.create_ssl_context()
-    return _ssl_context
-
-
-def new_client() -> httpx.AsyncClient:
-    """A client like the one :func:`chat` makes when none is given (reuse it across calls)."""
-    return httpx.AsyncClient(verify=_default_ssl(), follow_redirects=False)
-
-
-def http_timeout(endpoint: Endpoint) -> httpx.Timeout:
-    """The httpx timeout for an endpoint: ``timeout`` for read/write/pool, its connect budget."""
-    return httpx.Timeout(endpoint.timeout, connect=endpoint.effective_connect_timeout)
-
-
-def _quote(text: str) -> str:
-    text = text.strip()
-    return text if len(text) <= BODY_QUOTE_LIMIT else text[:BODY_QUOTE_LIMIT] + "…"
-
-
-async def _read_capped(response: httpx.Response, limit: int = 65536) -> str:
-    """Up to ``limit`` bytes of the body, decoded leniently."""
-    data = bytearray()
-    async for piece in response.aiter_bytes():
-        data += piece
-        if len(data) >= limit:
-            break
-    return bytes(data[:limit]).decode(response.encoding or "utf-8", errors="replace")
-
-
-def _error_message(body: str) -> str | None:
-    """``error.message`` (or ``message``/``detail``) out of a JSON error body, if any."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(data, Mapping):
-        return None
-    error = data.get("error", data)
-    if isinstance(error, str):
-        return error
-    if isinstance(error, Mapping):
-        for key in ("message", "detail", "msg"):
-            if isinstance(error.get(key), str):
-                return str(error[key])
-    return None
-
-
-async def _status_error(endpoint: Endpoint, response: httpx.Response) -> ProviderStatusError:
-    body = await _read_capped(response)
-    quoted = _quote(body)
-    detail = _error_message(body)
-    reason = response.reason_phrase or ""
-    message = (
-        f"{endpoint.name} ({endpoint.chat_url}) answered HTTP {response.status_code} {reason}"
-    ).rstrip()
-    message += f": {_quote(detail)}" if detail else (f": {quoted}" if quoted else "")
-    return ProviderStatusError(
-        message, status_code=response.status_code, body=quoted, provider=endpoint.name
-    )
 
 
 def _usage(data: Mapping[str, Any]) -> Usage:
@@ -192,7 +130,7 @@ def _malformed(
 ) -> ProviderStreamError:
     text = data.decode("utf-8", "replace")
     return ProviderStreamError(
-        f"{endpoint.name} sent {what} in stream event #{number}: {_quote(text)[:200]!r}",
+        f"{endpoint.name} sent {what} in stream event #{number}: {quote(text)[:200]!r}",
         provider=endpoint.name,
     )
 
@@ -204,7 +142,7 @@ def _stream_error(endpoint: Endpoint, error: Any) -> ProviderResponseError:
     else:
         message, code = str(error), None
     return ProviderResponseError(
-        f"{endpoint.name} reported an error mid-stream: {_quote(message)}",
+        f"{endpoint.name} reported an error mid-stream: {quote(message)}",
         code=None if code is None else str(code),
         provider=endpoint.name,
     )
@@ -253,15 +191,17 @@ async def chat(
                     started = True
                     response = source.response
                     if not response.is_success:
-                        error = await _status_error(endpoint, response)
-                        if status_left and response.status_code in endpoint.retry.statuses:
+                        body = await read_capped(response)
+                        error = status_error(endpoint, endpoint.chat_url, response, body)
+                        pause = retry_pause(endpoint.retry, error) if status_left else None
+                        if pause is not None:
                             status_left -= 1
-                            await asyncio.sleep(endpoint.retry.backoff)
+                            await asyncio.sleep(pause)
                             continue
                         raise error
                     content_type = response.headers.get("content-type", "")
                     if "text/event-stream" not in content_type:
-                        body = _quote(await _read_capped(response, 4096))
+                        body = quote(await read_capped(response, 4096))
                         raise ProviderStreamError(
                             f"{name} answered with content type {content_type or 'none'!r}, "
                             f'not an event stream (does it support "stream": true?): {body}',
@@ -345,7 +285,15 @@ async def chat(
                     f"{limit:g} s" + (f" after {received} events" if received else ""),
                     provider=name,
                 ) from exc
-            except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            except (httpx.RemoteProtocolError, httpx.ReadError) as exc:
+                if not started:  # it connected and sent the request: the model may have run
+                    raise no_response(endpoint, endpoint.chat_url, exc) from exc
+                raise ProviderConnectError(
+                    f"the connection to {name} dropped mid-stream after {received} events: "
+                    f"{exc or type(exc).__name__}",
+                    provider=name,
+                ) from exc
+            except httpx.ConnectError as exc:
                 if not started and connect_left:
                     connect_left -= 1
                     await asyncio.sleep(endpoint.retry.backoff)

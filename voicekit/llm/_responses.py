@@ -42,9 +42,17 @@ from .._errors import (
     ProviderStreamError,
     ProviderTimeout,
 )
+from .._http import (
+    http_timeout,
+    new_client,
+    no_response,
+    quote,
+    read_capped,
+    retry_pause,
+    status_error,
+)
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
-from ._chat import _quote, _read_capped, http_timeout, new_client
 from ._responses_events import ResponseReader, failure_details
 from ._responses_request import conversation_of, response_body, responses_url
 from .endpoint import Endpoint
@@ -55,27 +63,8 @@ __all__ = ["respond", "responses"]
 ResponsesEvent = Token | ToolCall | Usage | Finish
 
 
-def _error_text(body: str) -> str | None:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return None
-    error = data.get("error", data) if isinstance(data, Mapping) else None
-    if isinstance(error, Mapping) and isinstance(error.get("message"), str):
-        return str(error["message"])
-    return error if isinstance(error, str) else None
-
-
 async def _status_error(endpoint: Endpoint, response: httpx.Response) -> ProviderStatusError:
-    body = await _read_capped(response)
-    detail = _error_text(body)
-    message = (
-        f"{endpoint.name} ({responses_url(endpoint)}) answered HTTP {response.status_code}"
-        + (f": {_quote(detail)}" if detail else (f": {_quote(body)}" if body.strip() else ""))
-    )
-    return ProviderStatusError(
-        message, status_code=response.status_code, body=_quote(body), provider=endpoint.name
-    )
+    return status_error(endpoint, responses_url(endpoint), response, await read_capped(response))
 
 
 def _request(
@@ -103,6 +92,8 @@ def _transport_error(endpoint: Endpoint, exc: httpx.HTTPError, started: bool) ->
             f"{name} ({responses_url(endpoint)}) did not answer within {endpoint.timeout:g} s",
             provider=name,
         )
+    if not started and isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        return no_response(endpoint, responses_url(endpoint), exc)
     what = "the connection dropped mid-stream" if started else "could not connect"
     return ProviderConnectError(
         f"{name} ({endpoint.base_url}): {what}: {type(exc).__name__}: {exc}", provider=name
@@ -145,9 +136,10 @@ async def responses(
                     started = True
                     if not source.response.is_success:
                         error = await _status_error(endpoint, source.response)
-                        if status_left and error.status_code in endpoint.retry.statuses:
+                        pause = retry_pause(endpoint.retry, error) if status_left else None
+                        if pause is not None:
                             status_left -= 1
-                            await asyncio.sleep(endpoint.retry.backoff)
+                            await asyncio.sleep(pause)
                             continue
                         raise error
                     async with contextlib.aclosing(source.aiter_sse()) as events:
@@ -241,7 +233,7 @@ def respond(
                 data = response.json()
             except ValueError as exc:
                 raise ProviderStreamError(
-                    f"{endpoint.name} answered with malformed JSON: {_quote(response.text)}",
+                    f"{endpoint.name} answered with malformed JSON: {quote(response.text)}",
                     provider=endpoint.name,
                 ) from exc
             return Success(_output_text(data, endpoint.name))

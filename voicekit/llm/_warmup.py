@@ -18,22 +18,13 @@ import json
 import httpx
 from returns.result import Failure, Result, Success
 
-from ._chat import _quote, _read_capped, new_client
+from .._http import auth_headers, new_client, quote, read_capped
 from .endpoint import Endpoint
 
-__all__ = ["WARMUP_TIMEOUT", "warmup", "warmup_headers"]
+__all__ = ["WARMUP_TIMEOUT", "warmup"]
 
 WARMUP_TIMEOUT = 5.0
 """Seconds :func:`warmup` waits, all phases together."""
-
-
-def warmup_headers(endpoint: Endpoint) -> dict[str, str]:
-    """``User-Agent``, ``Authorization`` (only with a key) and the endpoint's own headers."""
-    headers = {"User-Agent": endpoint.user_agent}
-    if endpoint.api_key is not None:
-        headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    headers.update(endpoint.headers)
-    return headers
 
 
 async def warmup(
@@ -44,15 +35,15 @@ async def warmup(
     where = f"{endpoint.name} ({endpoint.models_url})"
     try:
         response = await http.get(
-            endpoint.models_url, headers=warmup_headers(endpoint), timeout=WARMUP_TIMEOUT
+            endpoint.models_url, headers=auth_headers(endpoint), timeout=WARMUP_TIMEOUT
         )
         if not response.is_success:
-            body = _quote(await _read_capped(response, 4096))
+            body = quote(await read_capped(response, 4096))
             return Failure(f"{where} answered HTTP {response.status_code}: {body}".rstrip(": "))
         try:
             data = response.json()
         except (ValueError, json.JSONDecodeError):
-            return Failure(f"{where} did not answer with JSON: {_quote(response.text)[:200]!r}")
+            return Failure(f"{where} did not answer with JSON: {quote(response.text)[:200]!r}")
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
             return Failure(f"{where} answered without a model list")

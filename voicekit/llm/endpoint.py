@@ -61,7 +61,9 @@ class RetryPolicy:
 
     ``connect``: extra attempts after the connection could not be made (refused, reset, DNS).
     ``status``: extra attempts after one of ``statuses`` (off by default).
-    ``backoff``: seconds to wait before each extra attempt.
+    ``backoff``: seconds to wait before each extra attempt — unless the service answered with
+    a ``Retry-After`` header: then that long, if it is at most ``max_retry_after`` seconds
+    (a longer wait is not worth a caller's silence: the error is raised at once).
 
     >>> RetryPolicy().connect, RetryPolicy().status
     (1, 0)
@@ -71,6 +73,7 @@ class RetryPolicy:
     status: int = 0
     statuses: frozenset[int] = frozenset({429, 502, 503, 504})
     backoff: float = 0.1
+    max_retry_after: float = 10.0
 
     def __post_init__(self) -> None:
         for name in ("connect", "status"):
@@ -81,6 +84,9 @@ class RetryPolicy:
                 )
         if not isinstance(self.backoff, int | float) or not 0 <= self.backoff <= 30:
             raise ConfigError(f"RetryPolicy.backoff must be 0–30 seconds, got {self.backoff!r}")
+        wait = self.max_retry_after
+        if isinstance(wait, bool) or not isinstance(wait, int | float) or not 0 <= wait <= 300:
+            raise ConfigError(f"RetryPolicy.max_retry_after must be 0–300 seconds, got {wait!r}")
         object.__setattr__(self, "statuses", frozenset(int(s) for s in self.statuses))
 
 

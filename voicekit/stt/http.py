@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Mapping
 from typing import Any, cast
 
 import httpx
@@ -38,17 +37,18 @@ import numpy.typing as npt
 
 from .._errors import (
     ConfigError,
-    ProviderConnectError,
-    ProviderStatusError,
     ProviderStreamError,
-    ProviderTimeout,
+)
+from .._http import (
+    EndpointOption,
+    new_client,
+    open_response,
+    quote,
+    read_capped,
+    resolve_endpoint,
 )
 from ..audio import AudioInput, to_wav_bytes
 from ..events import AudioChunk
-from ..llm._chat import _error_message, _quote, _read_capped, http_timeout, new_client
-from ..llm._warmup import warmup_headers
-from ..llm.endpoint import Endpoint
-from ..llm.presets import PRESETS
 from ..ops import stage
 from ._utterances import RATE, check_pre_roll, recognize_utterances
 from ._whisper import _as_pcm16k
@@ -58,126 +58,7 @@ __all__ = ["DEFAULT_STT_MODEL", "EndpointOption", "openai_stt", "transcribe_http
 DEFAULT_STT_MODEL = "whisper-1"
 """OpenAI's Whisper model name (Groq: ``whisper-large-v3-turbo``; ``gpt-4o-transcribe`` too)."""
 
-EndpointOption = Endpoint | str | None
-"""An :class:`~voicekit.llm.Endpoint`, a base URL (keyless), or None for the default service."""
-
 _MAX_ANSWER = 1 << 20  # bytes of a transcription answer read at most
-
-
-# ---------------------------------------------------------------------------------------------
-# Shared with voicekit.tts.http: endpoints, one request with retries, errors
-
-
-def resolve_endpoint(endpoint: EndpointOption, *, preset: str, what: str, model: str) -> Endpoint:
-    """The Endpoint to use: as given, built from a base URL, or the ``preset`` (keyed by env)."""
-    if isinstance(endpoint, Endpoint):
-        return endpoint
-    if isinstance(endpoint, str):
-        return Endpoint(base_url=endpoint, model=model or "-", name=what)
-    if endpoint is not None:
-        raise ConfigError(
-            f"{what}: endpoint must be an Endpoint, a base URL or None, got {endpoint!r}"
-        )
-    chosen = PRESETS[preset]()
-    if not chosen.has_key:
-        key_env = inspect.signature(PRESETS[preset]).parameters["api_key_env"].default
-        raise ConfigError(
-            f"{what}: no endpoint given and ${key_env} is not set; set it, or pass "
-            f"endpoint=voicekit.llm.{preset}(api_key=...) or a local server's base URL"
-        )
-    return chosen
-
-
-def status_error(endpoint: Endpoint, url: str, response: httpx.Response, body: str) -> Exception:
-    """A ProviderStatusError for a non-2xx answer, quoting the service's message or body."""
-    quoted = _quote(body)
-    detail = _error_message(body)
-    reason = response.reason_phrase or ""
-    message = f"{endpoint.name} ({url}) answered HTTP {response.status_code} {reason}".rstrip()
-    message += f": {_quote(detail)}" if detail else (f": {quoted}" if quoted else "")
-    return ProviderStatusError(
-        message, status_code=response.status_code, body=quoted, provider=endpoint.name
-    )
-
-
-@contextlib.asynccontextmanager
-async def open_response(
-    http: httpx.AsyncClient,
-    endpoint: Endpoint,
-    url: str,
-    *,
-    on_open: Callable[[httpx.Response], None] | None = None,
-    **request: Any,
-) -> AsyncIterator[httpx.Response]:
-    """``POST url`` and hold the streamed 2xx response open; httpx failures become ProviderErrors.
-
-    ``request`` holds httpx's ``json=``/``data=``/``files=`` (a fresh request is built for each
-    attempt). Connection failures are retried ``endpoint.retry.connect`` times and the statuses
-    in ``endpoint.retry.statuses`` ``endpoint.retry.status`` times, only before a 2xx answer.
-    ``on_open`` sees the response as soon as its head arrives (to close it from outside). The
-    response is closed on exit — also when the caller is cancelled — so its connection goes.
-    """
-    name = endpoint.name
-    headers = warmup_headers(endpoint)
-    connect_left, status_left = endpoint.retry.connect, endpoint.retry.status
-    timeout = http_timeout(endpoint)
-    while True:
-        try:
-            response = await http.send(
-                http.build_request("POST", url, headers=headers, timeout=timeout, **request),
-                stream=True,
-            )
-        except httpx.TimeoutException as exc:
-            phase = type(exc).__name__.replace("Timeout", "").lower() or "read"
-            limit = endpoint.effective_connect_timeout if phase == "connect" else endpoint.timeout
-            raise ProviderTimeout(
-                f"{name} ({url}) timed out: no {phase} progress within {limit:g} s",
-                provider=name,
-            ) from exc
-        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
-            if connect_left:
-                connect_left -= 1
-                await asyncio.sleep(endpoint.retry.backoff)
-                continue
-            raise ProviderConnectError(
-                f"could not connect to {name} at {url}: {exc or type(exc).__name__}",
-                provider=name,
-            ) from exc
-        except httpx.HTTPError as exc:
-            raise ProviderConnectError(
-                f"request to {name} ({url}) failed: {type(exc).__name__}: {exc}", provider=name
-            ) from exc
-        if on_open is not None:
-            on_open(response)
-        try:
-            if not response.is_success:
-                try:
-                    body = await _read_capped(response)
-                except httpx.HTTPError:
-                    body = ""
-                error = status_error(endpoint, url, response, body)
-                if status_left and response.status_code in endpoint.retry.statuses:
-                    status_left -= 1
-                    await response.aclose()  # let the connection go while backing off
-                    await asyncio.sleep(endpoint.retry.backoff)
-                    continue
-                raise error
-            try:
-                yield response
-            except httpx.TimeoutException as exc:
-                raise ProviderTimeout(
-                    f"{name} ({url}) stopped sending for more than {endpoint.timeout:g} s",
-                    provider=name,
-                ) from exc
-            except httpx.HTTPError as exc:
-                raise ProviderConnectError(
-                    f"the connection to {name} ({url}) dropped mid-response: "
-                    f"{exc or type(exc).__name__}",
-                    provider=name,
-                ) from exc
-            return
-        finally:
-            await response.aclose()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -240,19 +121,19 @@ class _Transcriber:
         async with open_response(
             http, self.endpoint, self.url, data=self.fields, files=files
         ) as response:
-            body = await _read_capped(response, _MAX_ANSWER)
+            body = await read_capped(response, _MAX_ANSWER)
         name = self.endpoint.name
         try:
             data = json.loads(body)
         except ValueError:
             raise ProviderStreamError(
-                f"{name} ({self.url}) did not answer with JSON: {_quote(body)[:200]!r}",
+                f"{name} ({self.url}) did not answer with JSON: {quote(body)[:200]!r}",
                 provider=name,
             ) from None
         text = data.get("text") if isinstance(data, dict) else None
         if not isinstance(text, str):
             raise ProviderStreamError(
-                f"{name} ({self.url}) answered without a 'text' field: {_quote(body)[:200]!r}",
+                f"{name} ({self.url}) answered without a 'text' field: {quote(body)[:200]!r}",
                 provider=name,
             )
         return text.strip()

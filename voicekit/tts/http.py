@@ -32,12 +32,11 @@ import numpy as np
 import numpy.typing as npt
 
 from .._errors import ConfigError, ProviderStreamError
+from .._http import EndpointOption, new_client, open_response, quote, read_capped, resolve_endpoint
 from ..audio._convert import check_rate
 from ..audio._resampler import Resampler
-from ..llm._chat import _quote, _read_capped, new_client
 from ..llm.endpoint import Endpoint
 from ..ops import stage
-from ..stt.http import EndpointOption, open_response, resolve_endpoint
 from ._speak import check_chunk_ms, speak
 
 __all__ = [
@@ -239,7 +238,7 @@ async def speak_http(
             ) as response:
                 wrong = _check_audio_type(response)
                 if wrong is not None:
-                    answer = _quote(await _read_capped(response, 4096))
+                    answer = quote(await read_capped(response, 4096))
                     raise ProviderStreamError(
                         f"{name} ({url}) answered with {wrong}, not audio: {answer}",
                         provider=name,

@@ -23,9 +23,9 @@ from typing import Any
 import httpx
 
 from .._errors import ConfigError
+from .._http import EndpointOption, resolve_endpoint
 from ..audio._convert import check_rate
 from ..ops import stage
-from ..stt.http import EndpointOption, resolve_endpoint
 from ._speak import check_chunk_ms
 from .http import speak_http
 
