@@ -103,6 +103,7 @@ from ._agent_tools import Tool, run_tool, tool, tools_of
 from ._compute import settle
 from ._errors import ConfigError, StageError
 from ._http import new_client
+from ._secrets import redact
 from .events import (
     AudioChunk,
     Continuity,
@@ -370,8 +371,9 @@ async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterato
     error = reply.llm_error if reply.llm_error is not None else _original(exc)
     speak = bool(from_llm and cfg.llm_error_message and not reply.audio)
     where = "llm" if from_llm else "tts"
-    _log.warning("reply failed (%s): %s: %s", where, type(error).__name__, error)
-    yield ReplyFailed(where, f"{type(error).__name__}: {error}", speak, error)
+    text = redact(f"{type(error).__name__}: {error}")
+    _log.warning("reply failed (%s): %s", where, text)
+    yield ReplyFailed(where, text, speak, error)
     if speak:
         reply.recording = False
         try:
@@ -382,8 +384,9 @@ async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterato
             if reply.cancelled:
                 raise
             tts_error = _original(tts_exc)
-            _log.warning("the error message could not be spoken: %s", tts_error)
-            yield ReplyFailed("tts", f"{type(tts_error).__name__}: {tts_error}", False, tts_error)
+            text = redact(f"{type(tts_error).__name__}: {tts_error}")
+            _log.warning("the error message could not be spoken: %s", text)
+            yield ReplyFailed("tts", text, False, tts_error)
 
 
 async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any]:

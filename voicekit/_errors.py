@@ -26,6 +26,8 @@ out of, filled in by the stream core when the error crosses a stage (``None`` ou
 
 from __future__ import annotations
 
+from ._secrets import redact
+
 __all__ = [
     "AudioError",
     "ConfigError",
@@ -91,7 +93,7 @@ class ProviderError(VoicekitError):
     """
 
     def __init__(self, message: str, *, provider: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redact(message))  # an echoed key or a user:pass@ URL never shows
         self.provider = provider
 
 
@@ -122,7 +124,7 @@ class ProviderStatusError(ProviderError):
     ) -> None:
         super().__init__(message, provider=provider)
         self.status_code = status_code
-        self.body = body
+        self.body = redact(body)
         self.retry_after = retry_after
         """Seconds the service asked to wait (its ``Retry-After`` header), if it said."""
 

@@ -42,6 +42,7 @@ from .._errors import (
     ProviderStreamError,
     ProviderTimeout,
 )
+from .._secrets import RedactingLogger
 from ..session import Session
 from ._responses_events import CONNECTION_LIMIT, PREVIOUS_NOT_FOUND, TERMINAL, error_details
 from ._responses_request import websocket_url
@@ -54,6 +55,7 @@ log = logging.getLogger("voicekit.llm.responses")
 
 _MAX_MESSAGE = 64 * 2**20  # a completed event repeats the whole output
 _CLOSE_TIMEOUT = 2.0
+_HANDSHAKE_LOG = RedactingLogger(logging.getLogger("websockets.client"))
 
 
 class Reconnected(ProviderConnectError):
@@ -261,6 +263,7 @@ class ResponsesSocket:
                 open_timeout=self.endpoint.effective_connect_timeout,
                 close_timeout=_CLOSE_TIMEOUT,
                 max_size=_MAX_MESSAGE,
+                logger=_HANDSHAKE_LOG,  # logs request headers at DEBUG: redacted
             )
         except InvalidStatus as exc:
             status = exc.response.status_code

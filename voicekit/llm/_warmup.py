@@ -19,9 +19,14 @@ import httpx
 from returns.result import Failure, Result, Success
 
 from .._http import auth_headers, new_client, quote, read_capped
+from .._secrets import redact
 from .endpoint import Endpoint
 
 __all__ = ["WARMUP_TIMEOUT", "warmup"]
+
+
+def _failure(reason: str) -> Failure[str]:
+    return Failure(redact(reason))
 
 WARMUP_TIMEOUT = 5.0
 """Seconds :func:`warmup` waits, all phases together."""
@@ -39,21 +44,21 @@ async def warmup(
         )
         if not response.is_success:
             body = quote(await read_capped(response, 4096))
-            return Failure(f"{where} answered HTTP {response.status_code}: {body}".rstrip(": "))
+            return _failure(f"{where} answered HTTP {response.status_code}: {body}".rstrip(": "))
         try:
             data = response.json()
         except (ValueError, json.JSONDecodeError):
-            return Failure(f"{where} did not answer with JSON: {quote(response.text)[:200]!r}")
+            return _failure(f"{where} did not answer with JSON: {quote(response.text)[:200]!r}")
         items = data.get("data") if isinstance(data, dict) else data
         if not isinstance(items, list):
-            return Failure(f"{where} answered without a model list")
+            return _failure(f"{where} answered without a model list")
         return Success([str(m.get("id")) if isinstance(m, dict) else str(m) for m in items])
     except httpx.TimeoutException:
-        return Failure(f"{where} did not answer within {WARMUP_TIMEOUT:g} s")
+        return _failure(f"{where} did not answer within {WARMUP_TIMEOUT:g} s")
     except httpx.ConnectError as exc:
-        return Failure(f"could not connect to {where}: {exc or 'connection refused'}")
+        return _failure(f"could not connect to {where}: {exc or 'connection refused'}")
     except httpx.HTTPError as exc:
-        return Failure(f"{where} failed: {type(exc).__name__}: {exc}")
+        return _failure(f"{where} failed: {type(exc).__name__}: {exc}")
     finally:
         if client is None:
             await http.aclose()

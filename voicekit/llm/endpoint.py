@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 
 from .._errors import ConfigError
 from .._frozen import FrozenDict, freeze
+from .._secrets import redact_url, remember
 
 if TYPE_CHECKING:
     from ..session import Session
@@ -176,6 +177,7 @@ class Endpoint:
                 raise ConfigError(f"{label}: api_key must be a string or None")
             key = key.strip()
             object.__setattr__(self, "api_key", None if key in KEYLESS else key)
+            remember(self.api_key)
         if not isinstance(self.timeout, int | float) or self.timeout <= 0:
             raise ConfigError(f"{label}: timeout must be a positive number, got {self.timeout!r}")
         _optional_positive("connect_timeout", self.connect_timeout)
@@ -222,6 +224,8 @@ class Endpoint:
                 f"(for example {url[: -len('/chat/completions')]!r})"
             )
         object.__setattr__(self, "base_url", url)
+        userinfo = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+        remember(userinfo, userinfo.partition(":")[2])
 
     def _check_headers(self, label: str) -> None:
         headers = dict(self.headers or {})
@@ -319,7 +323,7 @@ class Endpoint:
             signals.append(f"{self.session_key_header}({source})")
         parts = [
             f"name={self.name!r}",
-            f"base_url={self.base_url!r}",
+            f"base_url={redact_url(self.base_url)!r}",
             f"model={self.model!r}",
             f"key={'<set>' if self.has_key else '<none>'}",
             f"timeout={self.timeout}",
