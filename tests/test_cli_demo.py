@@ -134,3 +134,25 @@ def test_demo_with_a_corrupt_recording_says_so_before_loading_models(tmp_path) -
     assert result.returncode == 1
     assert f"AudioError: cannot read {bad}" in result.stderr
     assert "loading" not in result.stdout + result.stderr  # failed fast, no model was loaded
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_demo_with_an_llm_that_is_down_fails_once_with_a_hint(tmp_path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    out = tmp_path / "out"
+    result = run_cli("demo", "--out", str(out), "--llm", url, env_extra={"VOICEKIT_LLM_MODEL": "m"})
+    both = result.stdout + result.stderr
+    assert result.returncode == 1, both  # a failed reply is not success
+    assert len(re.findall(r"could not connect", both)) == 1, both  # printed once, not twice
+    assert "_llm_events" not in both  # no private stage tags
+    assert _field(result.stdout, "error").startswith("the reply failed (llm): ProviderConnectError")
+    assert f"try `voicekit doctor --llm {url}`" in _field(result.stdout, "hint")
+    assert (out / "reply.wav").is_file()  # the spoken apology is still written

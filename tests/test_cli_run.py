@@ -20,8 +20,10 @@ from voicekit._cli_run import Progress, Row, _names, table
 _LLM_ENV = ("OPENAI_API_KEY", "VOICEKIT_LLM_BASE_URL", "VOICEKIT_LLM_MODEL", "VOICEKIT_LLM_API_KEY")
 
 
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in _LLM_ENV}
+def run_cli(
+    *args: str, timeout: float = 300, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in _LLM_ENV} | (env_extra or {})
     return subprocess.run(
         [sys.executable, "-m", "voicekit.cli", *args],
         capture_output=True,
@@ -147,3 +149,22 @@ async def test_run_with_http_engines_and_an_llm_url(tmp_path) -> None:
     assert "tools" not in sent  # demo tools go to the offline responder only
     samples, rate = sf.read(tmp_path / "question-reply.wav", dtype="int16")
     assert rate == 24000 and len(samples) > 0
+
+
+def test_run_with_an_llm_that_is_down_exits_1_with_the_full_error(tmp_path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/v1"
+    result = run_cli(
+        "run", str(audio.sample_path()), "--out", str(tmp_path), "--llm", url,
+        env_extra={"VOICEKIT_LLM_MODEL": "m"},
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    error = re.search(r"^error question\.wav: (.+)$", result.stdout, re.MULTILINE)
+    assert error, result.stdout
+    assert "ProviderConnectError" in error.group(1) and url in error.group(1)
+    assert "_llm_events" not in result.stdout + result.stderr
+    assert "hint is the LLM at" in result.stdout

@@ -79,6 +79,30 @@ transcribing then, instead of ``stop_secs`` (0.2 s) later, and keeps the result 
 confirms it."""
 
 
+_RUNTIME_NAMES = {
+    "ollama": "Ollama",
+    "lmstudio": "LM Studio",
+    "vllm": "vLLM",
+    "llamacpp": "llama.cpp",
+}
+
+
+def failure_hint(args: argparse.Namespace, source: str) -> str:
+    """One line telling the user what to check after a reply failed in ``source``.
+
+    >>> failure_hint(argparse.Namespace(llm="ollama"), "llm")
+    'is Ollama running? try `voicekit doctor --llm ollama`'
+    """
+    if source != "llm":
+        return f"the {source.upper()} failed; run with --{source} local to use the offline default"
+    llm = getattr(args, "llm", None)
+    if not llm:
+        return "check the LLM settings (VOICEKIT_LLM_BASE_URL, OPENAI_API_KEY) or pass --llm"
+    preset = llm.split(":", 1)[0].lower()
+    what = _RUNTIME_NAMES.get(preset, f"the LLM at {llm!s}")
+    return f"is {what} running? try `voicekit doctor --llm {llm}`"
+
+
 def add_agent_options(parser: argparse.ArgumentParser) -> None:
     """Add ``--llm --stt --tts --voice --system`` to a subcommand."""
     group = parser.add_argument_group("agent")

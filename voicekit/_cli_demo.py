@@ -22,6 +22,7 @@ from ._cli_agent import (
     add_agent_options,
     answer_recording,
     build_engines,
+    failure_hint,
     prepare,
     reply_text,
 )
@@ -52,7 +53,8 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``voicekit demo``: 0 when the agent answered, 1 when it did not, 2 for bad options."""
+    """``voicekit demo``: 0 when the agent answered, 1 when it did not (a reply failed, or
+    there was no reply), 2 for bad options."""
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         return asyncio.run(_demo(args))
@@ -96,7 +98,8 @@ async def _demo(args: argparse.Namespace) -> int:
             call = calls[item.call_id]
             _say("tool", f"{call.name}({call.arguments}) → {item.content}")
         elif isinstance(item, ReplyFailed):
-            _say("error", f"{item.source}: {item.error}")
+            _say("error", f"the reply failed ({item.source}): {item.error}")
+            _say("hint", failure_hint(args, item.source))
         elif isinstance(item, SessionUpdated):
             said = reply_text(item.session)
             if said:
@@ -112,6 +115,8 @@ async def _demo(args: argparse.Namespace) -> int:
         which = f" of turn {number}" if len(latencies) > 1 else ""
         print(f"latency{which} (wall clock, from the end of your speech{where} in the recording):")
         print(format_turn(turn))
+    if result.errors:
+        return 1  # the spoken apology is written, but the agent did not answer
     return 0 if result.audio else 1
 
 

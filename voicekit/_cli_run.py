@@ -24,6 +24,7 @@ from ._cli_agent import (
     add_agent_options,
     answer_recording,
     build_engines,
+    failure_hint,
     prepare,
 )
 from ._errors import ConfigError, VoicekitError
@@ -105,9 +106,29 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return 130
     print(table(rows))
+    for line in failures(rows, args):
+        print(line)
     (args.out / "summary.tsv").write_text(_tsv(rows), encoding="utf-8")
     print(f"outputs are in {args.out.resolve()} (summary.tsv, a reply .wav and .txt per file)")
     return 0 if all(r.reply and not r.error for r in rows) else 1
+
+
+def failures(rows: list[Row], args: argparse.Namespace) -> list[str]:
+    """The full error of each failed recording (the table cuts them), then one hint.
+
+    >>> rows = [Row("a.wav", error="llm: could not connect")]
+    >>> for line in failures(rows, argparse.Namespace(llm="ollama")):
+    ...     print(line)
+    error a.wav: llm: could not connect
+    hint is Ollama running? try `voicekit doctor --llm ollama`
+    """
+    failed = [row for row in rows if row.error]
+    lines = [f"error {Path(row.file).name}: {row.error}" for row in failed]
+    sources = [row.error.split(":", 1)[0] for row in failed]
+    source = next((s for s in sources if s in ("llm", "stt", "tts")), None)
+    if source:
+        lines.append("hint " + failure_hint(args, source))
+    return lines
 
 
 def _names(paths: list[Path]) -> list[str]:

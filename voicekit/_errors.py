@@ -53,9 +53,15 @@ class VoicekitError(Exception):
 
     def __str__(self) -> str:
         message = super().__str__()
-        if self.stage and not message.startswith(f"[{self.stage}]"):
+        if self.stage and not message.startswith(f"[{self.stage}]") and _public(self.stage):
             return f"[{self.stage}] {message}"
         return message
+
+
+def _public(stage: str) -> bool:
+    """A stage name worth showing: voicekit's own private helpers (``source _llm_events``)
+    mean nothing to a user, so they stay in ``.stage`` but not in the message."""
+    return not stage.rsplit(" ", 1)[-1].startswith("_")
 
 
 class StageError(VoicekitError):

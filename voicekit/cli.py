@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -29,8 +30,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _PrintedByTheCommand(logging.Filter):
+    """The commands print a failed reply themselves (with a hint): not twice."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("reply failed")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    agent_log = logging.getLogger("voicekit.agent")
+    if not any(isinstance(f, _PrintedByTheCommand) for f in agent_log.filters):
+        agent_log.addFilter(_PrintedByTheCommand())
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
