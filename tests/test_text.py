@@ -650,8 +650,8 @@ def test_twenty_thousand_tokens_through_the_stage_well_under_a_second() -> None:
 
 def test_one_huge_sentence_is_linear() -> None:
     # 300,000 tokens and no sentence end: a splitter that re-copied or rescanned its buffer on
-    # every token would move hundreds of gigabytes here.
-    splitter = SentenceSplitter()
+    # every token would move hundreds of gigabytes here. (No length bounds: one sentence.)
+    splitter = SentenceSplitter(clause_chars=None, max_chars=None)
     start = time.perf_counter()
     for _ in range(300_000):
         assert splitter.push(" word") == []
@@ -664,7 +664,7 @@ def test_one_huge_sentence_is_linear() -> None:
 def test_scan_buffer_stays_small_in_a_long_sentence() -> None:
     # White-box: the part of the text the splitter rescans or copies per token is bounded, the
     # rest of a long sentence is kept aside until it is released.
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(clause_chars=None, max_chars=None)
     for k in range(5_000):
         splitter.push(" Mr. Smith" if k % 2 else " 3.14")
         assert len(splitter._tail) < 200
@@ -672,7 +672,7 @@ def test_scan_buffer_stays_small_in_a_long_sentence() -> None:
 
 
 def test_many_pending_full_stops_are_linear() -> None:
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(max_chars=None)
     start = time.perf_counter()
     for _ in range(50_000):
         splitter.push("x.")  # each "." waits for the next token, which says "no end"
@@ -741,3 +741,92 @@ def test_clean_for_speech_never_grows_text_and_is_idempotent_on_plain_words(text
     assert len(squash(cleaned)) <= len(squash(text))
     plain = " ".join(w for w in text.split() if w.isalnum())
     assert clean_for_speech(plain) == plain
+
+
+# -- long sentences: soft boundaries and the length cap (issue 9 item 5) -------------------------
+
+LONG_WORDS = [
+    "the", "cat", "and", "dog", "walked", "so", "far", "but", "then", "it", "rained", "or",
+    "snowed", "which", "was", "odd",
+]  # fmt: skip
+
+
+def test_fifteen_hundred_unpunctuated_words_give_audio_early() -> None:
+    # An LLM that never punctuates: the first sentence is released within max_chars of text,
+    # every one is at most max_chars long, and nothing is lost.
+    words = [LONG_WORDS[k % len(LONG_WORDS)] for k in range(1_500)]
+    splitter = SentenceSplitter()
+    out: list[str] = []
+    first_at = None
+    for k, word in enumerate(words):
+        out += splitter.push(word + " ")
+        if out and first_at is None:
+            first_at = k
+    out += splitter.flush()
+    assert first_at is not None and first_at < 60, first_at  # ~240 chars is ~50 words
+    assert all(len(s) <= 240 for s in out), max(map(len, out))
+    assert " ".join(out).split() == words
+    assert len(out) > 30
+
+
+def test_a_long_sentence_is_cut_before_a_conjunction() -> None:
+    text = " ".join(["word"] * 40) + " and " + " ".join(["more"] * 40)
+    first = split_sentences(text)[0]
+    assert first == " ".join(["word"] * 40)  # cut just before "and", in the second half
+
+
+def test_a_long_sentence_is_released_at_a_comma_after_clause_chars() -> None:
+    short = "Hi, there, friend."
+    assert split_sentences(short) == [short]  # commas in short sentences are not boundaries
+    clause = "a" * 30 + " " + "b" * 30
+    text = f"{clause}, {clause} - {clause} — {clause}, e-mail 555-1234 1,000"
+    assert split_sentences(text, clause_chars=40) == [
+        f"{clause},", f"{clause} -", f"{clause} —", f"{clause},", "e-mail 555-1234 1,000"
+    ]  # hyphens inside words and the comma inside a number are not boundaries
+
+
+def test_one_endless_word_is_cut_at_max_chars() -> None:
+    text = "x" * 1000
+    out = split_sentences(text)
+    assert "".join(out) == text
+    assert all(len(s) <= 240 for s in out)
+
+
+def test_bounds_off_keep_one_sentence() -> None:
+    text = ", ".join(["word word word"] * 100)
+    assert split_sentences(text, clause_chars=None, max_chars=None) == [text]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"clause_chars": 0}, {"max_chars": 5}, {"clause_chars": 100, "max_chars": 50},
+     {"max_chars": 2.5}, {"clause_chars": True}],
+)
+def test_bad_length_bounds(options) -> None:
+    with pytest.raises(ConfigError):
+        SentenceSplitter(**options)
+
+
+@settings(max_examples=400, deadline=None)
+@given(text_and_cuts(), st.integers(1, 30), st.integers(20, 40))
+def test_bounded_output_does_not_depend_on_token_boundaries(case, clause, cap) -> None:
+    text, cuts = case
+    options = {"clause_chars": min(clause, cap), "max_chars": cap}
+    whole = split_sentences(text, **options)
+    assert feed([text], **options) == whole
+    assert feed(list(text), **options) == whole
+    assert feed(cut(text, cuts), **options) == whole
+    assert squash("".join(whole)) == squash(text)
+    assert all(s and s == s.strip() for s in whole)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.sampled_from([*FRAGMENTS, *LONG_WORDS, " ", " ", "-", " - ", "—"]),
+                min_size=200, max_size=400).map("".join), st.data())
+def test_bounded_long_texts_do_not_depend_on_token_boundaries(text, data) -> None:
+    cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=len(text) // 3))
+    options = {"clause_chars": 25, "max_chars": 50}
+    whole = split_sentences(text, **options)
+    assert feed(cut(text, cuts), **options) == whole
+    assert feed(list(text), **options) == whole
+    assert squash("".join(whole)) == squash(text)

@@ -209,3 +209,26 @@ def test_deterministic_piper_gives_the_same_samples_on_every_run(monkeypatch) ->
     noisy = [synthesize(text)[0] for _ in range(3)]
     # With Piper's sampling noise on, runs differ (in length or samples).
     assert any(not np.array_equal(first, other) for other in noisy)
+
+
+async def test_an_over_long_sentence_is_spoken_in_parts(voice: Any, monkeypatch: Any) -> None:
+    # 400 words with no punctuation in one Sentence: Piper is asked for parts of at most
+    # LONG_SENTENCE characters, and the first audio comes after the first part, not the whole.
+    from voicekit.tts import _piper
+
+    asked: list[str] = []
+    first_chunk_after: list[int] = []
+    real = _piper.PiperSettings.pieces
+
+    def spy(self: Any, text: str) -> Any:
+        asked.append(text)
+        return real(self, text)
+
+    monkeypatch.setattr(_piper.PiperSettings, "pieces", spy)
+    words = ("the quick brown fox jumps over the lazy dog and " * 40).split()
+    async for item in [Sentence(" ".join(words))] | tts.piper(deterministic=True):
+        if isinstance(item, AudioChunk) and not first_chunk_after:
+            first_chunk_after.append(len(asked))
+    assert len(asked) >= 10 and all(len(part) <= _piper.LONG_SENTENCE for part in asked)
+    assert " ".join(asked).split() == words  # nothing lost, nothing repeated
+    assert first_chunk_after == [1]  # the first part was spoken before the second was asked for

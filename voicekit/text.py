@@ -53,6 +53,13 @@ the asterisks). What decides whether a run ends the sentence:
   full-width and Arabic semicolons ``；`` ``؛`` end a sentence with no space needed, as soon as
   the next character arrives — except between two digits.
 
+* **Long sentences** are not held back until they end: speech synthesis makes a sentence's
+  audio all at once, so a 300-word sentence would be minutes of silence. Once a sentence is
+  ``clause_chars`` (120) long, the next *soft boundary* ends it: a comma, a dash (``—``, ``–``,
+  or `` - ``) or a semicolon followed by white space. At ``max_chars`` (240) with no boundary
+  it is cut at a word boundary, before a conjunction (``and``, ``but``, ``so`` …) when there is
+  one in its second half. Both are decided by the text alone, like every other rule.
+
 A piece of text with no letter or digit in it (``...``, ``**``) is never a sentence of its own: it
 stays with the text that follows. At the end of the stream whatever remains is released,
 stripped; nothing empty is ever yielded.
@@ -179,6 +186,18 @@ _BEFORE_NUMBER = _words(
 )
 _ROMAN = re.compile(r"(?:[ivxlc]{1,5}|[IVXLC]{1,5})")
 
+# Soft boundaries: where a long sentence may end (see clause_chars). A hyphen counts only
+# with a space on each side; a comma, dash or colon only with white space after it.
+_SOFT = ",\u2014\u2013-\uff0c\u3001"  # , — – - ， 、
+_INTERESTING_SOFT = re.compile(
+    "[" + re.escape("".join(sorted(TERMINATORS)) + _LINE_BREAKS + _SOFT) + "]"
+)
+# Where a sentence cut at max_chars prefers to be cut: just before one of these words.
+_CONJUNCTION = re.compile(
+    r"\s(?=(?:and|but|or|so|because|then|which|while|when|where|although|though|if)\s)"
+)
+_SPACE = re.compile(r"\s")
+
 _LOOKBACK = 64  # how far back the word before a full stop is looked for
 _RUN_CAP = 16  # a longer run of terminators is looked at this many characters at a time
 _SPACE_CAP = 16  # this much white space after a terminator counts as a paragraph break
@@ -208,6 +227,16 @@ class SentenceSplitter:
     Something like 20 avoids a very short opening chunk ("Hi.") whose prosody some TTS voices
     render poorly, at the cost of waiting for the next sentence.
 
+    ``clause_chars`` and ``max_chars`` bound how long a sentence can get before it is released
+    (see the module documentation); ``None`` turns either off.
+
+    >>> text = "We walked along the river for a while, then we crossed the old bridge and "
+    >>> text += "the rain began so we ran home"
+    >>> for part in split_sentences(text, clause_chars=30, max_chars=60):
+    ...     print(part)
+    We walked along the river for a while,
+    then we crossed the old bridge and the rain began
+    so we ran home
     >>> splitter = SentenceSplitter()
     >>> splitter.push("Hello. How are"), splitter.push(" you? I'm fine"), splitter.flush()
     (['Hello.'], ['How are you?'], ["I'm fine"])
@@ -224,15 +253,25 @@ class SentenceSplitter:
         "_speakable",
         "_start",
         "_tail",
+        "clause_chars",
+        "max_chars",
         "min_first_chars",
     )
 
-    def __init__(self, *, min_first_chars: int = 0) -> None:
-        if isinstance(min_first_chars, bool) or not isinstance(min_first_chars, int):
-            raise ConfigError(f"min_first_chars must be an int, got {min_first_chars!r}")
-        if min_first_chars < 0:
-            raise ConfigError(f"min_first_chars must be >= 0, got {min_first_chars}")
-        self.min_first_chars = min_first_chars
+    def __init__(
+        self,
+        *,
+        min_first_chars: int = 0,
+        clause_chars: int | None = 120,
+        max_chars: int | None = 240,
+    ) -> None:
+        self.min_first_chars = _count("min_first_chars", min_first_chars, 0)
+        self.clause_chars = None if clause_chars is None else _count("clause_chars", clause_chars)
+        self.max_chars = None if max_chars is None else _count("max_chars", max_chars, 20)
+        if self.clause_chars and self.max_chars and self.clause_chars > self.max_chars:
+            raise ConfigError(
+                f"clause_chars ({clause_chars}) must not be more than max_chars ({max_chars})"
+            )
         self.reset()
 
     def reset(self) -> None:
@@ -294,9 +333,16 @@ class SentenceSplitter:
         t, off = self._tail, self._off
         n = off + len(t)
         k = self._pos
+        pattern = _INTERESTING if self.clause_chars is None else _INTERESTING_SOFT
         while k < n:
-            found = _INTERESTING.search(t, k - off)
+            cap = None if self.max_chars is None else self._start + self.max_chars
+            if cap is not None and k >= cap and self._speakable:
+                out.append(self._cut_long(k))
+                continue
+            found = pattern.search(t, k - off)
             stop = found.start() + off if found else n
+            if cap is not None and k < cap < stop:
+                stop = cap  # look again there: the sentence may have to be cut
             if stop > k:  # ordinary characters: keep the bookkeeping up to date
                 if self._start == k:  # skip white space at the start of a sentence
                     ink = _NON_SPACE.search(t, k - off, stop - off)
@@ -307,9 +353,18 @@ class SentenceSplitter:
                 if kept:
                     self._ink = k + kept
                 k = stop
-                if k >= n:
-                    break
+                continue
             c = t[k - off]
+            if c in _SOFT:
+                soft = self._soft_end(k, final)
+                if soft is None:
+                    break  # wait for the next character
+                if soft and self._may_end(k + 1):
+                    out.append(self._take(k + 1, k + 1))
+                else:
+                    self._ink = k + 1
+                k += 1
+                continue
             if c in _LINE_BREAKS:
                 if self._may_end(self._ink):
                     out.append(self._take(self._ink, k + 1))
@@ -327,6 +382,39 @@ class SentenceSplitter:
                 self._ink = end
             k = end
         self._pos = k
+
+    def _soft_end(self, i: int, final: bool) -> bool | None:
+        """Whether the soft boundary at ``i`` ends a long sentence (None: cannot tell yet)."""
+        if self.clause_chars is None or i + 1 - self._start < self.clause_chars:
+            return False
+        t, off = self._tail, self._off
+        if i + 1 >= off + len(t):
+            return False if final else None
+        if t[i - off] == "-" and (i == self._start or t[i - 1 - off] != " "):
+            return False  # e-mail, 555-1234: a hyphen inside a word
+        return t[i + 1 - off].isspace()
+
+    def _cut_long(self, k: int) -> str:
+        """Cut the current sentence, which reached ``max_chars`` at ``k``, at a word boundary
+        (before a conjunction in its second half if there is one) and return the part before."""
+        t, off, start = self._tail, self._off, self._start
+        lo = max(start, off)
+        seg = t[lo - off : k - off]
+        half = max(1, (start + (self.max_chars or 0) // 2) - lo)
+        cut = None
+        for m in _CONJUNCTION.finditer(seg, half):
+            cut = m.start()
+        if cut is None:
+            spaces = [m.start() for m in _SPACE.finditer(seg, 1)]
+            cut = spaces[-1] if spaces else len(seg)  # one endless word: cut it where it is
+        at = lo + cut
+        text = self._take(at, at)
+        rest = t[at - off : k - off]
+        ink = _NON_SPACE.search(rest)
+        self._start = at + ink.start() if ink else k
+        self._ink = at + len(rest.rstrip()) if ink else self._start
+        self._speakable = _ALNUM.search(rest) is not None
+        return text
 
     def _decide(self, i: int, final: bool) -> tuple[int, bool] | None:
         """Decide the terminator run starting at ``i``: ``(end of the run, ends a sentence)``,
@@ -438,13 +526,22 @@ class SentenceSplitter:
         """Keep only the text still needed for scanning; move older text of the sentence to
         the head, so that pushing stays proportional to the piece."""
         off = self._off
-        new_off = max(self._start, self._pos - _LOOKBACK)
+        keep = _LOOKBACK if self.max_chars is None else _LOOKBACK + self.max_chars
+        new_off = max(self._start, self._pos - keep)
         if new_off <= off:
             return
         if self._start < new_off:
             self._head.append(self._tail[max(self._start, off) - off : new_off - off])
         self._tail = self._tail[new_off - off :]
         self._off = new_off
+
+
+def _count(name: str, value: object, least: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{name} must be an int, got {value!r}")
+    if value < least:
+        raise ConfigError(f"{name} must be >= {least}, got {value}")
+    return value
 
 
 def _never_last(word: str) -> bool:
@@ -479,7 +576,13 @@ def _maybe_last(word: str) -> bool:
     return len(parts) > 1 and all(part.isalpha() and len(part) <= 3 for part in parts)
 
 
-def split_sentences(text: str, *, min_first_chars: int = 0) -> list[str]:
+def split_sentences(
+    text: str,
+    *,
+    min_first_chars: int = 0,
+    clause_chars: int | None = 120,
+    max_chars: int | None = 240,
+) -> list[str]:
     """Split a whole string into sentences, by the same rules as :func:`sentences`.
 
     >>> split_sentences("Wait... what? It's 3:00 a.m. I'll call 555-1234; or e-mail a.b@c.org.")
@@ -489,7 +592,9 @@ def split_sentences(text: str, *, min_first_chars: int = 0) -> list[str]:
     >>> split_sentences("   ")
     []
     """
-    splitter = SentenceSplitter(min_first_chars=min_first_chars)
+    splitter = SentenceSplitter(
+        min_first_chars=min_first_chars, clause_chars=clause_chars, max_chars=max_chars
+    )
     return splitter.push(text) + splitter.flush()
 
 
@@ -499,7 +604,12 @@ def split_sentences(text: str, *, min_first_chars: int = 0) -> list[str]:
 
 @stage
 async def sentences(
-    source: AsyncIterable[Any], /, *, min_first_chars: int = 0
+    source: AsyncIterable[Any],
+    /,
+    *,
+    min_first_chars: int = 0,
+    clause_chars: int | None = 120,
+    max_chars: int | None = 240,
 ) -> AsyncIterator[Any]:
     """Turn a stream of text pieces into a stream of sentences ready for speech synthesis.
 
@@ -516,7 +626,8 @@ async def sentences(
 
     Mixing ``str`` pieces and ``Token`` events in one stream is a ``TypeError``. At the end of
     the stream, the remaining text is released. See the module documentation for the splitting
-    rules, and :class:`SentenceSplitter` for ``min_first_chars``.
+    rules (long sentences are released at a soft boundary or ``max_chars``), and
+    :class:`SentenceSplitter` for ``min_first_chars``, ``clause_chars`` and ``max_chars``.
 
     >>> import asyncio
     >>> from voicekit.events import Usage
@@ -538,7 +649,9 @@ async def sentences(
                 if text:
                     yield text
     """
-    splitter = SentenceSplitter(min_first_chars=min_first_chars)
+    splitter = SentenceSplitter(
+        min_first_chars=min_first_chars, clause_chars=clause_chars, max_chars=max_chars
+    )
     wrap: Any = None
     async for item in source:
         if isinstance(item, str | Token):

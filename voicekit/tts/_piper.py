@@ -18,6 +18,7 @@ from .._errors import ConfigError
 from ..audio import to_int16
 from ..audio._convert import check_rate
 from ..ops import stage
+from ..text import split_sentences
 from ._speak import check_chunk_ms, speak
 
 __all__ = ["DETERMINISTIC_ENV", "PiperSettings", "piper", "preload", "synthesize"]
@@ -131,6 +132,26 @@ class PiperSettings:
         return to_int16(np.clip(samples, -1.0, 1.0)), rate
 
 
+LONG_SENTENCE = 240
+"""Characters beyond which the Piper stage splits a sentence itself (see :func:`clauses`)."""
+
+
+def clauses(text: str) -> list[str]:
+    """``text`` as Piper should be asked to speak it: whole, or if it is longer than
+    :data:`LONG_SENTENCE`, cut at soft boundaries (commas, dashes) and word boundaries, since
+    Piper makes a sentence's audio all at once (400 unpunctuated words: over a minute before
+    the first chunk).
+
+    >>> clauses("Short, fine.")
+    ['Short, fine.']
+    >>> [len(part) <= LONG_SENTENCE for part in clauses("word " * 200)]
+    [True, True, True, True, True]
+    """
+    if len(text) <= LONG_SENTENCE:
+        return [text]
+    return split_sentences(text, clause_chars=LONG_SENTENCE // 2, max_chars=LONG_SENTENCE)
+
+
 def preload(voice: VoiceOption = None) -> Any:
     """Load the Piper voice now (blocking; 2–5 s here) so the first sentence does not wait.
 
@@ -185,9 +206,10 @@ async def piper(
 
     async def synth(text: str) -> AsyncIterator[tuple[npt.NDArray[np.int16], int]]:
         await asyncio.shield(loading)
-        it = settings.pieces(text)
-        while (piece := await _compute.run(next, it, None)) is not None:
-            yield settings.convert(piece)
+        for part in clauses(text):
+            it = settings.pieces(part)
+            while (piece := await _compute.run(next, it, None)) is not None:
+                yield settings.convert(piece)
 
     try:
         spoken = speak(source, synth, chunk_ms=chunk_ms, pass_text=pass_text)
