@@ -471,3 +471,50 @@ async def test_the_view_follows_a_running_agent_through_taps():
     assert f"{heard} <span style='color:#b00'>[interrupted]</span>" in html
     assert len(view.timeline) == len(result.timeline)
     assert len(wav_samples(view.reply.value)[0]) > 0
+
+
+def test_core_imports_without_the_notebook_stack_and_says_which_extra() -> None:
+    # A server or CLI install has no ipywidgets, IPython or matplotlib (the `notebook` extra):
+    # voicekit, its CLI and voicekit.notebook still import, and each notebook function that
+    # needs the stack names the extra to install.
+    import subprocess
+    import sys
+
+    code = """
+import sys
+for name in ("ipywidgets", "IPython", "matplotlib"):
+    sys.modules[name] = None  # an import of it now fails as if it were not installed
+import numpy as np
+import voicekit, voicekit.cli, voicekit.notebook, voicekit.testing
+from voicekit import ConfigError
+from voicekit.notebook import live_view, player, timeline_plot
+calls = [
+    lambda: player(np.zeros(160, np.int16), 16000),
+    lambda: player(np.zeros(160, np.int16), 16000, widget=True),
+    lambda: live_view(),
+]
+for call in calls:
+    try:
+        call()
+    except ConfigError as exc:
+        print(exc)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines == [
+        "voicekit.notebook.player() needs IPython: pip install 'voicekit[notebook]'",
+        "voicekit.notebook.player(widget=True) needs ipywidgets: pip install 'voicekit[notebook]'",
+        "voicekit.notebook.live_view() needs ipywidgets: pip install 'voicekit[notebook]'",
+    ]
+    assert "ipywidgets" not in _core_dependencies()
+
+
+def _core_dependencies() -> str:
+    import tomllib
+    from pathlib import Path
+
+    project = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    return " ".join(project["project"]["dependencies"])

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import html
+import importlib
 import math
 import os
 import time
@@ -36,7 +37,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._errors import AudioError
+from ._errors import AudioError, ConfigError
 from .audio import load, to_float32, to_int16, to_wav_bytes
 from .audio._convert import check_rate, downmix
 from .events import (
@@ -143,6 +144,17 @@ def _resampled(
     return to_int16(soxr.resample(to_float32(pcm), rate, target, "HQ")), target
 
 
+def _need(module: str, what: str) -> Any:
+    """Import ``module`` for ``what``, or say which install gives it (the ``notebook`` extra)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".")[0]
+        raise ConfigError(
+            f"voicekit.notebook.{what} needs {package}: pip install 'voicekit[notebook]'"
+        ) from exc
+
+
 def player(audio: Any, rate: int | None = None, *, widget: bool = False) -> Any:
     """A player for a clip: an ``IPython.display.Audio`` (or, with ``widget=True``, an
     ``ipywidgets.Audio`` whose ``value`` can be replaced later).
@@ -161,13 +173,11 @@ def player(audio: Any, rate: int | None = None, *, widget: bool = False) -> Any:
     """
     pcm, rate = _clip(audio, rate)
     if widget:
-        import ipywidgets
-
+        ipywidgets = _need("ipywidgets", "player(widget=True)")
         return ipywidgets.Audio(
             value=to_wav_bytes(pcm, rate), format="wav", autoplay=False, controls=True
         )
-    from IPython.display import Audio
-
+    Audio = _need("IPython.display", "player()").Audio
     # The WAV is made here, not by IPython: its float path rescales (normalize=True, which
     # divides by zero on silence) or truncates every sample by up to one step (normalize=False).
     return Audio(data=to_wav_bytes(pcm, rate))
@@ -406,8 +416,7 @@ def timeline_plot(
     if not spans:
         raise ValueError("timeline_plot: none of the turn's steps is in the timeline")
     if ax is None:
-        from matplotlib.figure import Figure
-
+        Figure = _need("matplotlib.figure", "timeline_plot()").Figure
         fig = Figure(figsize=(9, 0.45 * len(spans) + 1.4), layout="constrained")
         ax = fig.add_subplot()
     else:
@@ -612,7 +621,7 @@ def live_view(
 
     Needs ipywidgets.
     """
-    import ipywidgets as widgets
+    widgets = _need("ipywidgets", "live_view()")
 
     if isinstance(max_events, bool) or not isinstance(max_events, int) or max_events < 1:
         raise ValueError(f"live_view: max_events must be a positive int, got {max_events!r}")
