@@ -46,8 +46,8 @@ import numpy.typing as npt
 import soxr
 
 from voicekit import tts
-from voicekit._cli_agent import build_engines, converse, prepare
-from voicekit._latency import STEPS, LatencyProbe, TurnLatency, paced_audio, percentile
+from voicekit.cli._agent import build_engines, converse, prepare
+from voicekit.cli._latency import STEPS, LatencyProbe, TurnLatency, paced_audio, percentile
 from voicekit.events import AudioChunk
 from voicekit.stt import word_error_rate
 from voicekit.turns import speech_timeout, turns

@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 
 from voicekit import audio, tts
-from voicekit._cli_run import Progress, Row, _names, table
+from voicekit.cli.run import Progress, Row, _names, table
 
 _LLM_ENV = ("OPENAI_API_KEY", "VOICEKIT_LLM_BASE_URL", "VOICEKIT_LLM_MODEL", "VOICEKIT_LLM_API_KEY")
 

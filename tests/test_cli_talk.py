@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from voicekit import audio, stt, tts
-from voicekit._cli_agent import Engines
-from voicekit._cli_talk import (
+from voicekit.cli._agent import Engines
+from voicekit.cli._latency import LatencyProbe
+from voicekit.cli.talk import (
     Microphone,
     NoAudioDevice,
     Speaker,
@@ -24,7 +25,6 @@ from voicekit._cli_talk import (
     load_sounddevice,
     talk,
 )
-from voicekit._latency import LatencyProbe
 from voicekit.events import AudioChunk
 from voicekit.llm.local import demo_tools, local_responder
 

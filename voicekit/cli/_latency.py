@@ -26,7 +26,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .events import (
+from ..events import (
     AudioChunk,
     ReplyStarted,
     Sentence,
@@ -40,9 +40,9 @@ from .events import (
     TurnPending,
     TurnStarted,
 )
-from .llm._signature import call_llm
-from .ops import Stage, tap
-from .vad import SpeechPaused
+from ..llm._signature import call_llm
+from ..ops import Stage, tap
+from ..vad import SpeechPaused
 
 __all__ = [
     "STEPS",

@@ -22,12 +22,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import _compute
-from ._agent import Tool, agent
-from ._errors import ConfigError
-from ._latency import LatencyProbe, TurnLatency, paced_audio
-from .audio import read
-from .events import (
+from .. import _compute
+from .._agent import Tool, agent
+from .._errors import ConfigError
+from ..audio import read
+from ..events import (
     AudioChunk,
     ReplyFailed,
     ReplyStarted,
@@ -36,17 +35,18 @@ from .events import (
     ToolResult,
     TurnEnded,
 )
-from .llm.local import demo_tools, local_responder
-from .llm.resolve import describe_url, resolve_llm
-from .ops import Flow, Stage
-from .session import Session
-from .stt import openai_stt, whisper
-from .stt._whisper import WhisperSettings
-from .stt.http import resolve_endpoint
-from .tts import openai_tts, piper, xai_tts
-from .tts._piper import PiperSettings
-from .turns import turns
-from .vad import vad
+from ..llm.local import demo_tools, local_responder
+from ..llm.resolve import describe_url, resolve_llm
+from ..ops import Flow, Stage
+from ..session import Session
+from ..stt import openai_stt, whisper
+from ..stt._whisper import WhisperSettings
+from ..stt.http import resolve_endpoint
+from ..tts import openai_tts, piper, xai_tts
+from ..tts._piper import PiperSettings
+from ..turns import turns
+from ..vad import vad
+from ._latency import LatencyProbe, TurnLatency, paced_audio
 
 __all__ = [
     "DEFAULT_SYSTEM",

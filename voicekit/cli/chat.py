@@ -22,13 +22,13 @@ from typing import Any, TextIO
 
 from returns.result import Success
 
-from ._errors import ConfigError, ProviderError
-from .events import Finish, Token, ToolCall, Usage
-from .llm import chat
-from .llm._warmup import warmup
-from .llm.endpoint import Endpoint
-from .llm.presets import PRESETS, custom, openclaw, preset
-from .session import Session, new_call_id
+from .._errors import ConfigError, ProviderError
+from ..events import Finish, Token, ToolCall, Usage
+from ..llm import chat
+from ..llm._warmup import warmup
+from ..llm.endpoint import Endpoint
+from ..llm.presets import PRESETS, custom, openclaw, preset
+from ..session import Session, new_call_id
 
 __all__ = ["add_parser", "endpoint_from_args"]
 

@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import audio
-from ._cli_agent import (
+from .. import audio
+from .._errors import ConfigError, VoicekitError
+from ..audio import from_array
+from ._agent import (
     Engines,
     Exchange,
     add_agent_options,
@@ -27,8 +29,6 @@ from ._cli_agent import (
     failure_hint,
     prepare,
 )
-from ._errors import ConfigError, VoicekitError
-from .audio import from_array
 
 __all__ = ["Progress", "add_parser", "run", "table"]
 

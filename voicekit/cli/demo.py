@@ -15,8 +15,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from . import audio
-from ._cli_agent import (
+from .. import audio
+from .._errors import ConfigError, VoicekitError
+from ..audio import from_array, resample, telephone
+from ..events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
+from ._agent import (
     Engines,
     Exchange,
     add_agent_options,
@@ -26,10 +29,7 @@ from ._cli_agent import (
     prepare,
     reply_text,
 )
-from ._errors import ConfigError, VoicekitError
 from ._latency import format_turn
-from .audio import from_array, resample, telephone
-from .events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
 
 __all__ = ["add_parser", "run"]
 

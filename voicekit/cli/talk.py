@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._cli_agent import Engines, add_agent_options, build_engines, converse, prepare, reply_text
-from ._errors import ConfigError, VoicekitError
+from .._errors import ConfigError, VoicekitError
+from ..events import AudioChunk, Interrupted, SessionUpdated, Transcript, TurnStarted
+from ._agent import Engines, add_agent_options, build_engines, converse, prepare, reply_text
 from ._latency import LatencyProbe, TurnLatency
-from .events import AudioChunk, Interrupted, SessionUpdated, Transcript, TurnStarted
 
 __all__ = [
     "FIRST_MESSAGE",

@@ -1,0 +1,7 @@
+"""``python -m voicekit.cli``: the ``voicekit`` command."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
