@@ -47,8 +47,8 @@ async def test_from_array_takes_float_and_channels() -> None:
 @pytest.mark.parametrize(
     ("samples", "rate", "kwargs", "message"),
     [
-        (np.array([0.0, np.inf]), 8000, {}, "sample 1 is inf"),
-        (np.array([[0.0, 0.0], [np.nan, 0.0]]), 8000, {}, "frame 1, channel 0 is nan"),
+        (np.array([0.0, np.inf]), 8000, {}, r"from_array: sample 1 \(samples\[1\], 0.000 s"),
+        (np.array([[0.0, 0.0], [np.nan, 0.0]]), 8000, {}, r"frame 1, channel 0 \(samples\[1, 0"),
         (np.zeros(10, dtype=np.int32), 8000, {}, "unsupported dtype int32"),
         (np.zeros((2, 2, 2)), 8000, {}, "1-D or"),
         (np.zeros(0, dtype=np.int16), 8000, {}, "no samples"),

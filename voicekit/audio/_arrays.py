@@ -11,7 +11,7 @@ import numpy.typing as npt
 from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source
-from ._convert import check_rate, downmix, frames_per, to_int16
+from ._convert import check_rate, describe_sample, downmix, first_bad, frames_per, to_int16
 from ._io import source_flow
 
 __all__ = ["from_array", "to_array"]
@@ -41,7 +41,12 @@ def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Fl
     array = np.asarray(samples)
     if array.ndim not in (1, 2):
         raise AudioError(f"samples must be 1-D or (frames, channels), got shape {array.shape}")
-    pcm = to_int16(array)  # checks the dtype, and that float values are finite
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        frame, channel, value = first_bad(array)
+        index = f"samples[{frame}]" if channel is None else f"samples[{frame}, {channel}]"
+        where = describe_sample(frame, channel, rate=rate, extra=index)
+        raise AudioError(f"from_array: {where} is {value}; audio must be finite")
+    pcm = to_int16(array)  # checks the dtype
     if pcm.ndim == 2 and pcm.shape[1] > 1:
         mono = to_int16(downmix(array))  # average the original values, not the rounded ones
     else:

@@ -13,17 +13,43 @@ from .._errors import AudioError
 __all__ = ["to_float32", "to_int16"]
 
 
-def _first_bad(x: npt.NDArray[Any]) -> str:
-    """Describe where the first non-finite value of ``x`` is, e.g. ``"sample 3 is nan"``."""
-    bad = ~np.isfinite(x)
-    flat = int(np.argmax(bad.reshape(-1)))
-    value = x.reshape(-1)[flat]
+def first_bad(x: npt.NDArray[Any]) -> tuple[int, int | None, float]:
+    """Where the first non-finite value of a 1-D or (frames, channels) array is: its frame, its
+    channel (``None`` for 1-D) and the value itself."""
+    flat = int(np.argmax(~np.isfinite(x.reshape(-1))))
+    value = float(x.reshape(-1)[flat])
     if x.ndim == 1:
-        where = f"sample {flat}"
-    else:
-        frame, channel = np.unravel_index(flat, x.shape)[:2]
-        where = f"frame {int(frame)}, channel {int(channel)}"
-    return f"{where} is {value}"
+        return flat, None, value
+    frame, channel = np.unravel_index(flat, x.shape)[:2]
+    return int(frame), int(channel), value
+
+
+def describe_sample(
+    frame: int, channel: int | None, *, rate: int | None = None, extra: str = ""
+) -> str:
+    """Name one sample for a message: ``"sample 7"``, ``"frame 7, channel 1 (0.001 s)"``…"""
+    where = f"sample {frame}" if channel is None else f"frame {frame}, channel {channel}"
+    notes = [extra] if extra else []
+    if rate:
+        notes.append(f"{frame / rate:.3f} s")
+    return f"{where} ({', '.join(notes)})" if notes else where
+
+
+def check_finite(
+    x: npt.NDArray[Any], what: str, *, offset: int = 0, rate: int | None = None
+) -> None:
+    """Raise :class:`AudioError` naming ``what`` and the true position of the first NaN or
+    infinite sample of ``x`` (1-D or (frames, channels)), whose first frame is frame ``offset``.
+
+    A (frames, 1) array is mono: its samples are named like those of a 1-D array.
+    """
+    if not np.issubdtype(x.dtype, np.floating) or np.isfinite(x).all():
+        return
+    frame, channel, value = first_bad(x)
+    if x.ndim == 2 and x.shape[1] == 1:
+        channel = None
+    where = describe_sample(offset + frame, channel, rate=rate)
+    raise AudioError(f"{what}: {where} is {value}; audio must be finite")
 
 
 def to_int16(x: npt.ArrayLike) -> npt.NDArray[np.int16]:
@@ -50,8 +76,7 @@ def to_int16(x: npt.ArrayLike) -> npt.NDArray[np.int16]:
             f"to_int16: unsupported dtype {array.dtype}; "
             "pass float samples in [-1.0, 1.0] or int16 samples"
         )
-    if not np.isfinite(array).all():
-        raise AudioError(f"to_int16: {_first_bad(array)}; audio must be finite")
+    check_finite(array, "to_int16")
     # float16 cannot hold 32767: compute in float32 or wider
     wide = array.astype(np.promote_types(array.dtype, np.float32), copy=False)
     scaled = np.rint(np.clip(wide, -1.0, 1.0) * 32768.0)

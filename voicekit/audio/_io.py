@@ -22,7 +22,7 @@ import soxr
 from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source, Stage
-from ._convert import check_rate, downmix, frames_per, to_int16
+from ._convert import check_finite, check_rate, downmix, frames_per, to_int16
 from ._framer import Framer
 from ._resampler import QUALITY, Resampler
 
@@ -39,6 +39,12 @@ THREAD_ABOVE = 1 << 20
 
 BLOCK_SECONDS = 0.25
 """How much of the file one read takes."""
+
+LOAD_BLOCK = 1 << 18
+"""Frames one read of :func:`load` takes."""
+
+Block = npt.NDArray[np.float32]
+"""Samples read from a file: float32, (frames, channels)."""
 
 _EXTENSIONS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "mp3": "MP3"}
 
@@ -140,6 +146,18 @@ async def _in_thread(fn: Callable[..., T], *args: Any) -> T:
 # read, load, info
 
 
+def _read_block(snd: sf.SoundFile, audio: _Input, position: int, frames: int) -> Block:
+    """The next ``frames`` frames of ``snd`` (fewer at the end) as float32 (frames, channels);
+    ``position`` is the frame they start at, for messages. NaN or infinite samples raise
+    :class:`AudioError` naming the file and their true position in it."""
+    try:
+        data = snd.read(frames, dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioError(f"cannot read {audio.label} at frame {position}: {_reason(exc)}") from exc
+    check_finite(data, audio.label, offset=position, rate=snd.samplerate)
+    return data
+
+
 async def _read_chunks(
     _: Source[Any], /, *, audio: _Input, rate: int | None, chunk_ms: float
 ) -> AsyncIterator[AudioChunk]:
@@ -152,15 +170,10 @@ async def _read_chunks(
         threaded = snd.frames * snd.channels > THREAD_ABOVE
         position = 0
         while True:
-            try:
-                if threaded:
-                    data = await _in_thread(snd.read, block, "float32", True)
-                else:
-                    data = snd.read(block, dtype="float32", always_2d=True)
-            except sf.LibsndfileError as exc:
-                raise AudioError(
-                    f"cannot read {audio.label} at frame {position}: {_reason(exc)}"
-                ) from exc
+            if threaded:
+                data = await _in_thread(_read_block, snd, audio, position, block)
+            else:
+                data = _read_block(snd, audio, position, block)
             position += data.shape[0]
             last = data.shape[0] < block
             mono = downmix(data)
@@ -217,12 +230,18 @@ def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.i
     audio = _Input(file)
     with audio.open() as snd:
         file_rate = snd.samplerate
-        try:
-            data = snd.read(dtype="float32", always_2d=True)
-        except sf.LibsndfileError as exc:
-            raise AudioError(f"cannot read {audio.label}: {_reason(exc)}") from exc
-    if data.shape[0] == 0:
+        # in blocks: a corrupt header may claim far more frames than the file holds
+        blocks: list[Block] = []
+        position = 0
+        while True:
+            data = _read_block(snd, audio, position, LOAD_BLOCK)
+            blocks.append(data)
+            position += data.shape[0]
+            if data.shape[0] < LOAD_BLOCK:
+                break
+    if position == 0:
         raise AudioError(f"{audio.label} holds no audio (0 frames)")
+    data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
     mono = downmix(data)
     if rate is None or rate == file_rate:
         return to_int16(mono), file_rate
