@@ -3,6 +3,7 @@ chunks, downmixing, corrupt files — real files in tmp_path, real libsndfile.""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import soundfile as sf
 
 import voicekit.audio._io as audio_io
 from voicekit import AudioError
-from voicekit.audio import from_array, load, read
+from voicekit.audio import from_array, load, read, to_array, to_int16, to_wav_bytes
 
 
 def float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -70,3 +71,57 @@ def test_from_array_names_the_index_in_the_array() -> None:
     mono[8001] = np.nan
     with pytest.raises(AudioError, match=r"from_array: sample 8001 \(samples\[8001\], 1\.000 s\)"):
         from_array(mono, 8000)
+
+
+# ---------------------------------------------------------------------------------------------
+# (frames, channels) or (channels, frames): the shorter axis holds the channels
+
+
+async def test_a_channels_first_array_is_read_as_stereo() -> None:
+    left, right = np.full(4800, 0.5), np.full(4800, -0.25)
+    frames_first = np.stack([left, right], axis=1)  # (4800, 2)
+    channels_first = np.stack([left, right])  # (2, 4800)
+    a = await to_array(from_array(frames_first, 48000))
+    b = await to_array(from_array(channels_first, 48000))
+    assert a[0].shape == b[0].shape == (4800,)
+    assert np.array_equal(a[0], b[0]) and set(b[0].tolist()) == {4096}  # (0.5 - 0.25) / 2
+    row = await to_array(from_array(np.full((1, 100), 0.5), 8000))  # one row: mono
+    assert row[0].tolist() == [16384] * 100
+
+
+async def test_the_layout_rule_at_its_edges() -> None:
+    # square: (frames, channels), as before
+    square = np.array([[100, 201], [-3, -4]], dtype=np.int16)
+    assert (await to_array(from_array(square, 8000)))[0].tolist() == [150, -4]
+    # 32 channels of 33 frames, either way round
+    wide = np.arange(33 * 32, dtype=np.int16).reshape(33, 32)
+    a = (await to_array(from_array(wide, 8000)))[0]
+    b = (await to_array(from_array(wide.T.copy(), 8000)))[0]
+    assert a.shape == (33,) and np.array_equal(a, b)
+
+
+@pytest.mark.parametrize("shape", [(40, 40), (33, 1000), (1000, 33)])
+def test_an_array_without_a_channel_axis_is_refused(shape: tuple[int, int]) -> None:
+    message = rf"from_array: cannot tell channels from frames in shape \({shape[0]}, {shape[1]}\)"
+    with pytest.raises(AudioError, match=message + r".*pass \(frames, channels\)"):
+        from_array(np.zeros(shape), 8000)
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 2), (2, 0)])
+def test_an_empty_array_is_refused_whatever_its_shape(shape: tuple[int, ...]) -> None:
+    with pytest.raises(AudioError, match=r"from_array: there are no samples"):
+        from_array(np.zeros(shape), 8000)
+
+
+def test_a_nan_in_a_channels_first_array_names_its_index_as_passed() -> None:
+    stereo = np.zeros((2, 9000))
+    stereo[1, 8001] = np.nan
+    message = r"from_array: frame 8001, channel 1 \(samples\[1, 8001\], 1\.000 s\) is nan"
+    with pytest.raises(AudioError, match=message):
+        from_array(stereo, 8000)
+
+
+def test_to_wav_bytes_follows_the_same_rule() -> None:
+    channels_first = np.stack([np.linspace(-1, 1, 100), np.zeros(100)])  # (2, 100)
+    back, _ = sf.read(io.BytesIO(to_wav_bytes(channels_first, 8000)), dtype="int16")
+    assert back.shape == (100, 2) and np.array_equal(back, to_int16(channels_first.T))

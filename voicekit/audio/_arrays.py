@@ -11,7 +11,15 @@ import numpy.typing as npt
 from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source
-from ._convert import check_rate, describe_sample, downmix, first_bad, frames_per, to_int16
+from ._convert import (
+    check_rate,
+    describe_sample,
+    downmix,
+    first_bad,
+    frames_first,
+    frames_per,
+    to_int16,
+)
 from ._io import source_flow
 
 __all__ = ["from_array", "to_array"]
@@ -28,8 +36,11 @@ def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Fl
     """Stream samples held in memory as :class:`AudioChunk` s of ``chunk_ms`` (the last may be
     shorter).
 
-    ``samples`` are int16, or float at full scale ±1.0; mono, or (frames, channels) — channels are
-    averaged. They are converted (and copied) now, so bad samples fail here, not later.
+    ``samples`` are int16, or float at full scale ±1.0; 1-D (mono) or 2-D with several channels,
+    which are averaged. A 2-D array may be (frames, channels) or (channels, frames): the shorter
+    axis holds the channels (at most 32), and a square array is (frames, channels) — so a
+    ``(2, n)`` array is stereo, never ``n`` channels of 2 samples. Samples are converted (and
+    copied) now, so bad samples fail here, not later.
 
     >>> import asyncio
     >>> flow = from_array(np.zeros(800, dtype=np.int16), 16000)
@@ -39,20 +50,25 @@ def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Fl
     rate = check_rate(rate)
     size = frames_per(chunk_ms, rate)
     array = np.asarray(samples)
-    if array.ndim not in (1, 2):
-        raise AudioError(f"samples must be 1-D or (frames, channels), got shape {array.shape}")
+    if array.ndim != 1:
+        table, transposed = frames_first(array, "from_array")
+    else:
+        table, transposed = array, False
+    if table.size == 0:
+        raise AudioError(f"from_array: there are no samples (shape {array.shape})")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        frame, channel, value = first_bad(array)
-        index = f"samples[{frame}]" if channel is None else f"samples[{frame}, {channel}]"
+        frame, channel, value = first_bad(table)
+        if channel is None:
+            index = f"samples[{frame}]"
+        else:
+            index = f"samples[{channel}, {frame}]" if transposed else f"samples[{frame}, {channel}]"
         where = describe_sample(frame, channel, rate=rate, extra=index)
         raise AudioError(f"from_array: {where} is {value}; audio must be finite")
-    pcm = to_int16(array)  # checks the dtype
+    pcm = to_int16(table)  # checks the dtype
     if pcm.ndim == 2 and pcm.shape[1] > 1:
-        mono = to_int16(downmix(array))  # average the original values, not the rounded ones
+        mono = to_int16(downmix(table))  # average the original values, not the rounded ones
     else:
         mono = pcm.reshape(-1).copy()
-    if mono.shape[0] == 0:
-        raise AudioError("from_array: there are no samples (0 frames)")
     mono.flags.writeable = False
     return source_flow(_array_chunks, "from_array", samples=mono, rate=rate, size=size)
 

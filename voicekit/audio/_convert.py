@@ -111,6 +111,36 @@ def downmix(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
     return samples.mean(axis=1, dtype=np.float32)
 
 
+MAX_CHANNELS = 32
+"""The most channels an array may hold: the shorter axis of a 2-D array, which is the channels."""
+
+
+def frames_first(array: npt.NDArray[Any], what: str) -> tuple[npt.NDArray[Any], bool]:
+    """The 2-D ``array`` as (frames, channels), and whether it was (channels, frames).
+
+    The rule: the shorter axis holds the channels, at most :data:`MAX_CHANNELS` of them; a square
+    array is (frames, channels). So ``(2, 48000)`` is two channels of 48000 frames, never 48000
+    channels of 2 frames, and ``(1, n)`` is mono. An array without a short enough axis raises
+    :class:`AudioError`, as does anything but 1-D and 2-D.
+
+    >>> [frames_first(np.zeros(shape), "x")[0].shape for shape in [(480, 2), (2, 480), (1, 5)]]
+    [(480, 2), (480, 2), (5, 1)]
+    """
+    if array.ndim != 2:
+        raise AudioError(
+            f"{what}: samples must be 1-D or 2-D (one or more channels), got shape {array.shape}"
+        )
+    rows, columns = array.shape
+    if columns <= rows and columns <= MAX_CHANNELS:
+        return array, False
+    if rows < columns and rows <= MAX_CHANNELS:
+        return array.T, True
+    raise AudioError(
+        f"{what}: cannot tell channels from frames in shape {array.shape}: the shorter axis must "
+        f"hold the channels, at most {MAX_CHANNELS}; pass (frames, channels), or 1-D for mono"
+    )
+
+
 def check_rate(rate: object, name: str = "rate") -> int:
     """Return ``rate`` as an int if it is a positive integer number of Hz, else raise."""
     if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:

@@ -22,7 +22,14 @@ import soxr
 from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source, Stage
-from ._convert import check_finite, check_rate, downmix, frames_per, to_int16
+from ._convert import (
+    check_finite,
+    check_rate,
+    downmix,
+    frames_first,
+    frames_per,
+    to_int16,
+)
 from ._framer import Framer
 from ._resampler import QUALITY, Resampler
 
@@ -377,14 +384,16 @@ async def write(
 def to_wav_bytes(samples: npt.ArrayLike, rate: int) -> bytes:
     """The bytes of a 16-bit PCM WAV file holding ``samples`` (int16 or float, any channels).
 
+    2-D samples may be (frames, channels) or (channels, frames), as :func:`from_array` tells them.
+
     >>> data = to_wav_bytes(np.zeros(160, dtype=np.int16), 16000)
     >>> data[:4], len(data)
     (b'RIFF', 364)
     """
     rate = check_rate(rate)
     pcm = to_int16(samples)
-    if pcm.ndim not in (1, 2):
-        raise AudioError(f"samples must be 1-D or (frames, channels), got shape {pcm.shape}")
+    if pcm.ndim != 1 and not (pcm.ndim == 2 and pcm.size == 0):
+        pcm = frames_first(pcm, "to_wav_bytes")[0]
     buffer = io.BytesIO()
     sf.write(buffer, pcm, rate, format="WAV", subtype="PCM_16")
     return buffer.getvalue()
