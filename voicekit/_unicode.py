@@ -16,8 +16,12 @@ True
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
-__all__ = ["speakable", "split_trailing_surrogate", "valid_unicode"]
+from ._frozen import FrozenDict
+
+__all__ = ["frozen_valid", "speakable", "split_trailing_surrogate", "valid_unicode"]
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -49,3 +53,31 @@ def speakable(text: str) -> str:
     """Valid Unicode without NUL and the other control characters (tab, newline and carriage
     return stay): what a TTS engine is given."""
     return _UNSPEAKABLE.sub("", valid_unicode(text))
+
+
+def frozen_valid(value: Any) -> Any:
+    """A deeply immutable copy of a JSON-like value whose strings (keys too) are all
+    :func:`valid_unicode`: mappings become FrozenDicts, lists and tuples become tuples.
+
+    One pass does both, so text entering a Session or a request body is frozen and made valid
+    at once.
+
+    >>> frozen = frozen_valid({"content": ["a\\ud83d\\ude00", "b\\udc00"]})
+    >>> frozen["content"] == ("a\\U0001f600", "b\\ufffd"), type(frozen).__name__
+    (True, 'FrozenDict')
+    """
+    kind = type(value)
+    if kind is str:
+        return valid_unicode(value)
+    if kind is dict or kind is FrozenDict or isinstance(value, Mapping):
+        return FrozenDict(
+            {
+                valid_unicode(k) if type(k) is str else str(k): frozen_valid(v)
+                for k, v in value.items()
+            }
+        )
+    if kind is list or kind is tuple or isinstance(value, list | tuple):
+        return tuple(frozen_valid(v) for v in value)
+    if isinstance(value, str):
+        return valid_unicode(str(value))
+    return value

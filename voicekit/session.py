@@ -4,6 +4,9 @@ A :class:`Session` holds who is on the call, the conversation so far (OpenAI-sty
 deeply frozen), per-provider continuity state (for example a Responses API
 ``previous_response_id``) and free-form user memory. Every update is a method that returns a *new*
 Session; the old one is untouched, so any earlier state can be kept, compared or replayed.
+Text entering a Session is valid Unicode: a surrogate pair (half an emoji in each of two stream
+chunks) is joined into its character and a lone surrogate becomes U+FFFD, so the conversation can
+always be encoded and sent.
 
 >>> s0 = Session(call_id="CA1", caller="+15551110000")
 >>> s1 = s0.add_user("What's the weather?").add_assistant("Sunny.")
@@ -27,6 +30,7 @@ from typing import Any
 
 from ._errors import SessionError
 from ._frozen import FrozenDict, freeze, thaw
+from ._unicode import frozen_valid
 
 __all__ = ["ROLES", "Message", "Session", "hash_caller", "new_call_id"]
 
@@ -73,7 +77,7 @@ def _check_message(message: Any, index: int) -> FrozenDict:
         )
     if role == "tool" and not message.get("tool_call_id"):
         raise SessionError(f"message {index} has role 'tool' but no tool_call_id")
-    frozen: FrozenDict = freeze(message)
+    frozen: FrozenDict = frozen_valid(message)  # lone surrogates never get in
     return frozen
 
 
@@ -149,13 +153,13 @@ class Session:
 
     def add_tool_call(self, call_id: str, name: str, arguments: str | Mapping[str, Any]) -> Session:
         """Append an assistant message asking for one tool call."""
-        args = arguments if isinstance(arguments, str) else json.dumps(thaw(arguments))
+        args = arguments if isinstance(arguments, str) else json.dumps(frozen_valid(arguments))
         call = {"id": call_id, "type": "function", "function": {"name": name, "arguments": args}}
         return self.add_assistant(None, tool_calls=[call])
 
     def add_tool_result(self, call_id: str, content: Any, *, name: str | None = None) -> Session:
         """Append the result of a tool call (JSON-encoded unless it is already a string)."""
-        text = content if isinstance(content, str) else json.dumps(thaw(content))
+        text = content if isinstance(content, str) else json.dumps(frozen_valid(content))
         message: dict[str, Any] = {"role": "tool", "tool_call_id": call_id, "content": text}
         if name:
             message["name"] = name

@@ -51,6 +51,7 @@ from .._http import (
     retry_pause,
     status_error,
 )
+from .._unicode import split_trailing_surrogate, valid_unicode
 from ..events import Finish, Token, ToolCall, Usage
 from ..session import Session
 from ._sse import SSEDecoder
@@ -114,7 +115,8 @@ def _flush_tools(endpoint: Endpoint, pending: dict[int, list[Any]]) -> list[Tool
                 f"{endpoint.name} streamed tool call #{index} without a function name",
                 provider=endpoint.name,
             )
-        calls.append(ToolCall(call_id or f"call_{index}", name, "".join(arguments) or "{}"))
+        text = valid_unicode("".join(arguments)) or "{}"
+        calls.append(ToolCall(valid_unicode(call_id) or f"call_{index}", valid_unicode(name), text))
     pending.clear()
     return calls
 
@@ -211,6 +213,7 @@ async def chat(
                     usage: Mapping[str, Any] | None = None
                     finish: str | None = None
                     response_id: str | None = None
+                    carry = ""  # a high surrogate ending the last text delta: half an emoji
                     done = False
                     decoder = SSEDecoder()
                     pieces = cast(AsyncGenerator[bytes, None], response.aiter_bytes())
@@ -240,13 +243,22 @@ async def chat(
                                     if delta:
                                         text = delta.get("content")
                                         if text:
-                                            yield Token(text)
+                                            if not isinstance(text, str):
+                                                raise _malformed(
+                                                    endpoint, received, data, "non-text content"
+                                                )
+                                            text, carry = split_trailing_surrogate(carry + text)
+                                            if text:
+                                                yield Token(valid_unicode(text))
                                         calls = delta.get("tool_calls")
                                         if calls:
                                             _merge_tool_deltas(pending, calls)
                                     reason = choice.get("finish_reason")
                                     if reason:
                                         finish = reason
+                                        if carry:  # its low half never came
+                                            yield Token(valid_unicode(carry))
+                                            carry = ""
                                         for call in _flush_tools(endpoint, pending):
                                             yield call
                                 found = chunk.get("usage") or _groq_usage(chunk)
@@ -262,6 +274,8 @@ async def chat(
                                 "[DONE] or a finish_reason: the reply was cut off",
                                 provider=name,
                             )
+                        if carry:
+                            yield Token(valid_unicode(carry))
                         for call in _flush_tools(endpoint, pending):
                             yield call
                         if usage is not None:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._errors import ConfigError
-from .._frozen import FrozenDict, freeze, thaw
+from .._frozen import FrozenDict, thaw
+from .._unicode import frozen_valid, valid_unicode
 from ..session import Session
 from .adapters import to_chat_messages
 from .endpoint import Endpoint
@@ -136,8 +137,20 @@ class ChatRequest:
     body: Mapping[str, Any]
 
     def content(self) -> bytes:
-        """The JSON body as bytes, as sent."""
-        return json.dumps(self.body, ensure_ascii=False, separators=(",", ":")).encode()
+        """The JSON body as bytes, as sent (UTF-8; a lone surrogate becomes U+FFFD).
+
+        Raises :class:`~voicekit.ConfigError` when the body holds a value JSON cannot carry.
+        """
+        try:
+            text = json.dumps(self.body, ensure_ascii=False, separators=(",", ":"))
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise ConfigError(
+                f"the request to {self.url} cannot be encoded as JSON: {exc}"
+            ) from exc
+        try:
+            return text.encode()
+        except UnicodeEncodeError:  # a body built by hand, not by build_request
+            return valid_unicode(text).encode()
 
     def fresh_headers(self) -> dict[str, str]:
         """A new, mutable copy of the headers (``aconnect_sse`` mutates what it is given)."""
@@ -191,8 +204,17 @@ def build_request(
     if endpoint.user_prefix is not None and session is not None and session.call_id:
         body["user"] = endpoint.user_prefix + session.call_id
     body.update(thaw(endpoint.extra_body))
-    return ChatRequest(
-        url=endpoint.chat_url,
-        headers=FrozenDict(request_headers(endpoint, session)),
-        body=freeze(body),
-    )
+    headers = request_headers(endpoint, session)
+    _check_headers(endpoint, headers)
+    return ChatRequest(url=endpoint.chat_url, headers=FrozenDict(headers), body=frozen_valid(body))
+
+
+def _check_headers(endpoint: Endpoint, headers: Mapping[str, str]) -> None:
+    """HTTP header values are ASCII: say which header is not (never its value, maybe a key)."""
+    for key, value in headers.items():
+        if not key.isascii() or (isinstance(value, str) and not value.isascii()):
+            raise ConfigError(
+                f"endpoint {endpoint.name!r}: the {key!r} header has a character that is not "
+                "ASCII (check the API key, the headers and the session values); HTTP headers "
+                "must be ASCII"
+            )

@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from .._compute import settle
 from .._errors import ConfigError
+from .._unicode import speakable
 from ..events import AudioChunk, Sentence
 
 Synth = Callable[[str], AsyncIterator[tuple[npt.NDArray[np.int16], int]]]
@@ -47,6 +48,9 @@ async def speak(
 ) -> AsyncGenerator[Any, None]:
     """Speak every :class:`Sentence` (or ``str``) of ``source``; pass other items through.
 
+    The text is made :func:`~voicekit._unicode.speakable` first (valid Unicode, no NUL or other
+    control characters); a sentence with nothing left to say gives no audio.
+
     Audio comes out in chunks of ``chunk_ms`` (the last of a sentence may be shorter) whose ``t``
     runs on from one sentence to the next. With ``pass_text`` each Sentence follows its audio.
     Synthesis runs one step ahead of the consumer, in a task: while the consumer plays out one
@@ -62,6 +66,7 @@ async def speak(
                 if text is None:
                     await queue.put((_ITEM, item))
                     continue
+                text = speakable(text)  # no NUL, no lone surrogate: engines choke on them
                 if text.strip():
                     async for piece in synth(text):
                         await queue.put((_AUDIO, piece))
