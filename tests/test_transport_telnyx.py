@@ -1,0 +1,264 @@
+"""Telnyx Media Streaming: every protocol rule of the codec, the answers, and a call placed by a
+fake Telnyx peer (tests/servers/fake_telnyx.py) against a real WebSocket server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+
+from voicekit import ConfigError, ProtocolError
+from voicekit.audio import ulaw_decode_bytes
+from voicekit.events import (
+    AudioChunk,
+    CallEnded,
+    CallStarted,
+    Dtmf,
+    Interrupted,
+    Mark,
+    Played,
+    Sentence,
+)
+from voicekit.transports import telnyx
+from voicekit.transports.telnyx import TelnyxState
+
+CODEC = telnyx.codec()
+ULAW = bytes(range(0, 256, 16))  # 16 μ-law codes
+
+
+def msg(event: str, **fields: Any) -> str:
+    return json.dumps({"event": event, **fields})
+
+
+def start_msg(**start: Any) -> str:
+    body = {"call_control_id": "v3:call-1", "from": "+15550001111", "to": "+15550002222"}
+    body.update(start)
+    return msg("start", sequence_number="1", stream_id="stream-1", start=body)
+
+
+def media_msg(raw: bytes = ULAW, track: str = "inbound") -> str:
+    payload = base64.b64encode(raw).decode()
+    return msg("media", sequence_number="2", media={"track": track, "payload": payload})
+
+
+def run(codec: Any, *messages: str, state: Any = None) -> tuple[Any, list[Any]]:
+    state = codec.initial() if state is None else state
+    events: list[Any] = []
+    for m in messages:
+        state, out = codec.decode(state, m)
+        events += out
+    return state, events
+
+
+def started(codec: Any = CODEC) -> TelnyxState:
+    return run(codec, msg("connected", version="1.0.0"), start_msg())[0]
+
+
+def test_codec_value() -> None:
+    assert (CODEC.name, CODEC.rate, CODEC.frame_ms) == ("telnyx", 8000, 20)
+    assert CODEC.acknowledges is True
+    assert telnyx.codec(marks=False).acknowledges is False
+    with pytest.raises(ConfigError, match="max_message"):
+        telnyx.codec(max_message=0)
+
+
+def test_start_gives_call_started_with_parties_and_parameters() -> None:
+    connected = msg("connected", version="1.0.0", connected={"x-telnyx-streaming-auth-token": "tk"})
+    state, events = run(CODEC, connected, start_msg(custom_parameters={"lang": "en", "n": 3}))
+    (call,) = events
+    assert isinstance(call, CallStarted)
+    assert (call.call_id, call.carrier, call.caller, call.callee) == (
+        "v3:call-1",
+        "telnyx",
+        "+15550001111",
+        "+15550002222",
+    )
+    assert call.stream_id == "stream-1" and call.acknowledges
+    assert dict(call.parameters) == {"lang": "en", "n": "3", "token": "tk"}
+    assert state.phase == "started" and state.call_id == "v3:call-1"
+
+
+def test_token_parameter_wins_over_connected_token() -> None:
+    connected = msg("connected", connected={"x-telnyx-streaming-auth-token": "header"})
+    _, (call,) = run(CODEC, connected, start_msg(custom_parameters={"token": "param"}))
+    assert call.parameters["token"] == "param"
+
+
+def test_start_without_connected_and_with_null_parties() -> None:
+    _, (call,) = run(CODEC, start_msg(**{"from": None, "to": None}))
+    assert (call.caller, call.callee, dict(call.parameters)) == ("", "", {})
+
+
+def test_media_inbound_decodes_at_stream_time() -> None:
+    state, events = run(CODEC, media_msg(), media_msg(), state=started())
+    assert [type(e) for e in events] == [AudioChunk, AudioChunk]
+    assert events[0] == ulaw_decode_bytes(ULAW, t=0.0)
+    assert events[1].t == pytest.approx(16 / 8000) and events[1].rate == 8000
+    assert state.samples == 32
+
+
+def test_media_outbound_track_and_empty_payload_are_skipped() -> None:
+    state, events = run(CODEC, media_msg(track="outbound"), media_msg(b""), state=started())
+    assert events == [] and state.samples == 0
+
+
+def test_media_without_track_counts_as_inbound() -> None:
+    m = msg("media", media={"payload": base64.b64encode(ULAW).decode()})
+    assert len(run(CODEC, m, state=started())[1]) == 1
+
+
+def test_dtmf_and_mark_echo() -> None:
+    state = started()
+    state, _ = run(CODEC, media_msg(), state=state)
+    state, out = CODEC.encode(state, Mark("s1"))
+    assert json.loads(out[0]) == {"event": "mark", "mark": {"name": "s1"}}
+    state, events = run(
+        CODEC, msg("dtmf", dtmf={"digit": "5"}), msg("mark", mark={"name": "s1"}), state=state
+    )
+    assert events == [Dtmf("5", t=16 / 8000), Played("s1", t=16 / 8000)]
+    assert state.pending == ()
+
+
+def test_echo_of_a_cleared_mark_is_not_heard() -> None:
+    state = started()
+    state, _ = CODEC.encode(state, Mark("a"))
+    state, _ = CODEC.encode(state, Mark("b"))
+    state, out = CODEC.encode(state, Interrupted())
+    assert out == ['{"event":"clear"}']
+    assert state.pending == () and state.cleared == ("a", "b")
+    state, events = run(
+        CODEC, msg("mark", mark={"name": "a"}), msg("mark", mark={"name": "b"}), state=state
+    )
+    assert events == [] and state.cleared == ()
+
+
+def test_echo_of_a_mark_never_sent_is_a_protocol_error() -> None:
+    with pytest.raises(ProtocolError, match="never sent"):
+        run(CODEC, msg("mark", mark={"name": "ghost"}), state=started())
+
+
+def test_stop_and_error_end_the_call() -> None:
+    state, events = run(CODEC, msg("stop"), state=started())
+    assert events == [CallEnded("hangup")] and state.phase == "stopped"
+    error = msg("error", payload={"code": 100003, "title": "Malformed frame", "detail": "x"})
+    state, (ended,) = run(CODEC, error, state=started())
+    assert ended.reason == "error" and "100003 Malformed frame x" in ended.detail
+    assert state.phase == "stopped"
+
+
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [
+        ([media_msg()], "'media' before 'start'"),
+        ([msg("dtmf", dtmf={"digit": "1"})], "'dtmf' before 'start'"),
+        ([msg("mark", mark={"name": "x"})], "'mark' before 'start'"),
+        ([start_msg(), start_msg()], "second 'start'"),
+        ([start_msg(), msg("connected")], "'connected' when the stream is already started"),
+        ([start_msg(), msg("stop"), media_msg()], "'media' after the stream stopped"),
+        ([msg("hello")], "unknown event 'hello'"),
+        (["{not json"], "not valid JSON"),
+        (["[1, 2]"], "JSON object"),
+        (['{"event": 5}'], "no 'event'"),
+        ([msg("start", start={"from": "+1"})], "call_control_id"),
+        ([msg("start")], "no 'start' object"),
+        ([start_msg(media_format={"encoding": "L16", "sample_rate": 16000})], "PCMU at 8000"),
+        ([start_msg(custom_parameters=[1])], "custom_parameters"),
+        ([start_msg(), msg("media", media={"payload": "@@@"})], "not valid base64"),
+        ([start_msg(), msg("media", media={})], "payload"),
+        ([start_msg(), media_msg(track="both")], "unknown track"),
+        ([start_msg(), msg("dtmf", dtmf={"digit": "x"})], "keypad"),
+        ([start_msg(), msg("dtmf")], "no 'dtmf' object"),
+        ([start_msg(), msg("mark", mark={})], "no name"),
+    ],
+)
+def test_protocol_errors(messages: list[str], match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        run(CODEC, *messages)
+
+
+def test_errors_never_show_the_callers_number() -> None:
+    bad = start_msg(media_format={"encoding": "OPUS", "sample_rate": 48000})
+    with pytest.raises(ProtocolError) as info:
+        run(CODEC, bad)
+    assert "+1555" not in str(info.value)
+
+
+def test_binary_and_oversize_messages_are_rejected() -> None:
+    with pytest.raises(ProtocolError, match="binary frame"):
+        CODEC.decode(CODEC.initial(), b'{"event": "stop"}')
+    small = telnyx.codec(max_message=100)
+    with pytest.raises(ProtocolError, match="over the cap of 100"):
+        small.decode(small.initial(), media_msg(bytes(200)))
+    assert small.decode(small.initial(), msg("stop"))[1] == [CallEnded("hangup")]
+
+
+def test_encode_audio_frames() -> None:
+    state = started()
+    samples = np.linspace(-8000, 8000, 160).astype(np.int16)
+    _, (frame,) = CODEC.encode(state, AudioChunk(samples, rate=8000))
+    sent = json.loads(frame)
+    assert set(sent) == {"event", "media"} and sent["event"] == "media"
+    raw = base64.b64decode(sent["media"]["payload"])
+    assert len(raw) == 160
+    back = ulaw_decode_bytes(raw).samples.astype(int)
+    assert np.max(np.abs(back - samples)) < 300  # μ-law round trip
+    assert CODEC.encode(state, AudioChunk(np.zeros(0, np.int16), rate=8000)) == (state, [])
+
+
+def test_encode_rules() -> None:
+    state = started()
+    assert CODEC.encode(state, Sentence("hi")) == (state, [])
+    with pytest.raises(ValueError, match="8000"):
+        CODEC.encode(state, AudioChunk(np.zeros(320, np.int16), rate=16000))
+    with pytest.raises(ProtocolError, match="before 'start'"):
+        CODEC.encode(CODEC.initial(), Mark("m"))
+    state, _ = CODEC.encode(state, Mark("m"))
+    with pytest.raises(ProtocolError, match="already waiting"):
+        CODEC.encode(state, Mark("m"))
+    stopped = run(CODEC, msg("stop"), state=state)[0]
+    assert CODEC.encode(stopped, Mark("n")) == (stopped, [])
+
+
+def test_without_marks_nothing_is_acknowledged() -> None:
+    quiet = telnyx.codec(marks=False)
+    state = started(quiet)
+    assert quiet.encode(state, Mark("m")) == (state, [])
+    _, (call,) = run(quiet, start_msg())
+    assert call.acknowledges is False
+
+
+def test_answer_command() -> None:
+    command = telnyx.answer_command("wss://h.test/telnyx/media", token="tok")
+    assert command == {
+        "stream_url": "wss://h.test/telnyx/media",
+        "stream_track": "inbound_track",
+        "stream_bidirectional_mode": "rtp",
+        "stream_bidirectional_codec": "PCMU",
+        "stream_bidirectional_sampling_rate": 8000,
+        "stream_bidirectional_target_legs": "self",
+        "stream_auth_token": "tok",
+    }
+    assert "stream_auth_token" not in telnyx.answer_command("wss://h.test/x")
+    with pytest.raises(ConfigError, match="wss://"):
+        telnyx.answer_command("https://h.test/x")
+
+
+def test_texml_escapes_and_carries_parameters() -> None:
+    xml = telnyx.texml("wss://h.test/m?a=1&b=2", token='t"<', parameters={"x": "y"})
+    stream = ElementTree.fromstring(xml).find("Connect/Stream")
+    assert stream is not None and stream.get("url") == "wss://h.test/m?a=1&b=2"
+    assert (stream.get("bidirectionalMode"), stream.get("bidirectionalCodec")) == ("rtp", "PCMU")
+    assert stream.get("bidirectionalSamplingRate") == "8000"
+    params = [(p.get("name"), p.get("value")) for p in stream.findall("Parameter")]
+    assert params == [("x", "y"), ("token", 't"<')]
+
+
+def test_webhook_call() -> None:
+    form = {"CallSid": "v3:c", "From": "+1", "To": "+2"}
+    assert telnyx.webhook_call(form) == ("v3:c", "+1", "+2")
+    with pytest.raises(ProtocolError, match="CallSid"):
+        telnyx.webhook_call({"From": "+1"})
