@@ -1,0 +1,267 @@
+"""Plivo Audio Streams: every protocol rule of the codec, the answer XML, and a call placed by a
+fake Plivo peer (tests/servers/fake_plivo.py) against a real WebSocket server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+from xml.etree import ElementTree
+
+import numpy as np
+import pytest
+
+from voicekit import ConfigError, ProtocolError
+from voicekit.audio import ulaw_decode_bytes
+from voicekit.events import (
+    AudioChunk,
+    CallEnded,
+    CallStarted,
+    Dtmf,
+    Interrupted,
+    Mark,
+    Played,
+    Sentence,
+)
+from voicekit.transports import plivo
+from voicekit.transports.plivo import PlivoState
+
+CODEC = plivo.codec()
+ULAW = bytes(range(0, 256, 16))
+HEADERS = plivo.extra_headers({"caller": "+15550001111", "callee": "+15550002222", "token": "t.k"})
+
+
+def msg(event: str, **fields: Any) -> str:
+    return json.dumps({"event": event, **fields})
+
+
+def start_msg(extra: Any = HEADERS, **start: Any) -> str:
+    body: dict[str, Any] = {
+        "callId": "call-1",
+        "streamId": "stream-1",
+        "accountId": "MA1",
+        "tracks": ["inbound"],
+        "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000},
+    }
+    body.update(start)
+    return msg("start", sequenceNumber=1, start=body, extra_headers=extra)
+
+
+def media_msg(raw: bytes = ULAW, track: str = "inbound", stream: str = "stream-1") -> str:
+    payload = base64.b64encode(raw).decode()
+    media = {"track": track, "timestamp": "1705312200000", "chunk": 1, "payload": payload}
+    return msg("media", sequenceNumber=2, streamId=stream, media=media)
+
+
+def run(*messages: str, state: Any = None) -> tuple[PlivoState, list[Any]]:
+    state = CODEC.initial() if state is None else state
+    events: list[Any] = []
+    for m in messages:
+        state, out = CODEC.decode(state, m)
+        events += out
+    return state, events
+
+
+def started() -> PlivoState:
+    return run(start_msg())[0]
+
+
+def test_codec_value() -> None:
+    assert (CODEC.name, CODEC.rate, CODEC.frame_ms) == ("plivo", 8000, 20)
+    assert CODEC.acknowledges is True
+    with pytest.raises(ConfigError, match="max_message"):
+        plivo.codec(max_message=-1)
+
+
+def test_start_gives_call_started_with_parties_from_extra_headers() -> None:
+    state, (call,) = run(start_msg())
+    assert isinstance(call, CallStarted)
+    assert (call.call_id, call.stream_id, call.carrier, call.acknowledges) == (
+        "call-1",
+        "stream-1",
+        "plivo",
+        True,
+    )
+    assert (call.caller, call.callee) == ("+15550001111", "+15550002222")
+    assert dict(call.parameters) == {"token": "t.k"}
+    assert state.phase == "started" and state.stream_id == "stream-1"
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        "X-PH-vkcaller=2b31;lang=en",
+        "vkcaller=2b31,lang=en",
+        json.dumps({"vkcaller": "2b31", "lang": "en"}),
+        {"vkcaller": "2b31", "lang": "en"},
+    ],
+)
+def test_extra_headers_forms(extra: Any) -> None:
+    _, (call,) = run(start_msg(extra))
+    assert call.caller == "+1" and dict(call.parameters) == {"lang": "en"}
+
+
+def test_start_without_extra_headers() -> None:
+    _, (call,) = run(start_msg(None))
+    assert (call.caller, call.callee, dict(call.parameters)) == ("", "", {})
+
+
+def test_media_decodes_at_stream_time() -> None:
+    state, events = run(media_msg(), media_msg(), state=started())
+    assert events[0] == ulaw_decode_bytes(ULAW, t=0.0)
+    assert events[1].t == pytest.approx(16 / 8000)
+    assert state.samples == 32
+
+
+def test_media_outbound_and_empty_are_skipped() -> None:
+    state, events = run(media_msg(track="outbound"), media_msg(b""), state=started())
+    assert events == [] and state.samples == 0
+
+
+def test_dtmf_forms() -> None:
+    _, events = run(
+        msg("dtmf", streamId="stream-1", dtmf={"digit": "#"}),
+        msg("dtmf", digit="7"),
+        state=started(),
+    )
+    assert events == [Dtmf("#"), Dtmf("7")]
+
+
+def test_checkpoint_and_played_stream() -> None:
+    state = run(media_msg(), state=started())[0]
+    state, out = CODEC.encode(state, Mark("s1"))
+    assert json.loads(out[0]) == {"event": "checkpoint", "streamId": "stream-1", "name": "s1"}
+    state, events = run(msg("playedStream", streamId="stream-1", name="s1"), state=state)
+    assert events == [Played("s1", t=16 / 8000)] and state.pending == ()
+
+
+def test_played_alias_without_stream_id() -> None:
+    state, _ = CODEC.encode(started(), Mark("s1"))
+    assert run(msg("played", name="s1"), state=state)[1] == [Played("s1")]
+
+
+def test_clear_audio_and_cleared_audio() -> None:
+    state = started()
+    state, _ = CODEC.encode(state, Mark("a"))
+    state, out = CODEC.encode(state, Interrupted())
+    assert json.loads(out[0]) == {"event": "clearAudio", "streamId": "stream-1"}
+    assert state.pending == () and state.cleared == ("a",)
+    state, events = run(msg("clearedAudio", streamId="stream-1"), state=state)
+    assert events == [] and state.cleared == ()
+
+
+def test_an_answer_for_a_cleared_checkpoint_is_not_heard() -> None:
+    state = started()
+    state, _ = CODEC.encode(state, Mark("a"))
+    state, _ = CODEC.encode(state, Interrupted())
+    assert run(msg("playedStream", name="a"), state=state)[1] == []
+
+
+def test_stop_play_failed_and_error_end_the_call() -> None:
+    state, events = run(msg("stop"), state=started())
+    assert events == [CallEnded("hangup")] and state.phase == "stopped"
+    _, (ended,) = run(msg("playFailed", reason="codec mismatch"), state=started())
+    assert ended.reason == "error" and "could not play our audio: codec mismatch" in ended.detail
+    _, (ended,) = run(msg("error", error="boom"), state=started())
+    assert ended.reason == "error" and "boom" in ended.detail
+
+
+@pytest.mark.parametrize(
+    ("messages", "match"),
+    [
+        ([media_msg()], "'media' before 'start'"),
+        ([msg("dtmf", dtmf={"digit": "1"})], "'dtmf' before 'start'"),
+        ([msg("playedStream", name="x")], "'playedStream' before 'start'"),
+        ([msg("clearedAudio")], "'clearedAudio' before 'start'"),
+        ([start_msg(), start_msg()], "second 'start'"),
+        ([start_msg(), msg("stop"), media_msg()], "after the stream stopped"),
+        ([msg("hello")], "unknown event 'hello'"),
+        (["nope"], "not valid JSON"),
+        ([msg("start", start={"streamId": "s"})], "callId"),
+        ([msg("start", start={"callId": "c"})], "streamId"),
+        ([start_msg(mediaFormat={"encoding": "audio/x-l16", "sampleRate": 16000})], "x-mulaw"),
+        ([start_msg("vkcaller=zz")], "not hex-encoded"),
+        ([start_msg("{bad json")], "extra_headers is not valid JSON"),
+        ([start_msg(5)], "extra_headers must be a string"),
+        ([start_msg(), media_msg(stream="other")], "another stream"),
+        ([start_msg(), msg("media", media={"payload": "a=b"})], "not valid base64"),
+        ([start_msg(), media_msg(track="mixed")], "unknown track"),
+        ([start_msg(), msg("dtmf", dtmf={"digit": "12"})], "keypad"),
+        ([start_msg(), msg("playedStream", name="ghost")], "never sent"),
+        ([start_msg(), msg("playedStream")], "no name"),
+    ],
+)
+def test_protocol_errors(messages: list[str], match: str) -> None:
+    with pytest.raises(ProtocolError, match=match):
+        run(*messages)
+
+
+def test_binary_and_oversize_messages_are_rejected() -> None:
+    with pytest.raises(ProtocolError, match="binary frame"):
+        CODEC.decode(CODEC.initial(), b"\x00\x01")
+    small = plivo.codec(max_message=64)
+    with pytest.raises(ProtocolError, match="over the cap of 64"):
+        small.decode(small.initial(), media_msg(bytes(100)))
+
+
+def test_encode_play_audio() -> None:
+    samples = np.linspace(-4000, 4000, 160).astype(np.int16)
+    _, (frame,) = CODEC.encode(started(), AudioChunk(samples, rate=8000))
+    sent = json.loads(frame)
+    assert sent["event"] == "playAudio"
+    assert sent["media"]["contentType"] == "audio/x-mulaw" and sent["media"]["sampleRate"] == 8000
+    raw = base64.b64decode(sent["media"]["payload"])
+    assert np.max(np.abs(ulaw_decode_bytes(raw).samples.astype(int) - samples)) < 200
+
+
+def test_encode_rules() -> None:
+    state = started()
+    assert CODEC.encode(state, Sentence("hi")) == (state, [])
+    assert CODEC.encode(state, Dtmf("5")) == (state, [])  # a caller's key is never echoed
+    with pytest.raises(ValueError, match="8000"):
+        CODEC.encode(state, AudioChunk(np.zeros(320, np.int16), rate=16000))
+    with pytest.raises(ProtocolError, match="before 'start'"):
+        CODEC.encode(CODEC.initial(), Interrupted())
+    stopped = run(msg("stop"), state=state)[0]
+    assert CODEC.encode(stopped, Mark("n")) == (stopped, [])
+
+
+def test_dtmf_message() -> None:
+    assert json.loads(plivo.dtmf_message("1*9")) == {"event": "sendDTMF", "dtmf": "1*9"}
+    with pytest.raises(ConfigError, match="keypad"):
+        plivo.dtmf_message("1x")
+
+
+def test_answer_xml() -> None:
+    xml = plivo.answer_xml(
+        "wss://h.test/plivo/media?x=1&y=2", caller="+15550001111", callee="+1555", token="a.b-c_"
+    )
+    stream = ElementTree.fromstring(xml).find("Stream")
+    assert stream is not None and stream.text == "wss://h.test/plivo/media?x=1&y=2"
+    assert stream.get("bidirectional") == "true" and stream.get("keepCallAlive") == "true"
+    assert stream.get("contentType") == "audio/x-mulaw;rate=8000"
+    assert stream.get("audioTrack") == "inbound"
+    headers = stream.get("extraHeaders") or ""
+    assert all(c.isalnum() or c in "=," for c in headers)  # Plivo's rule for extraHeaders
+    assert "+1555" not in xml
+    assert plivo.parse_extra_headers(headers) == {
+        "caller": "+15550001111",
+        "callee": "+1555",
+        "token": "a.b-c_",
+    }
+
+
+def test_answer_xml_limits() -> None:
+    with pytest.raises(ConfigError, match="wss://"):
+        plivo.answer_xml("http://h.test/x")
+    with pytest.raises(ConfigError, match="letters and digits"):
+        plivo.answer_xml("wss://h.test/x", parameters={"a-b": "1"})
+    with pytest.raises(ConfigError, match="over Plivo's 512"):
+        plivo.answer_xml("wss://h.test/x", token="t" * 300)
+    assert "extraHeaders" not in plivo.answer_xml("wss://h.test/x")
+
+
+def test_webhook_call() -> None:
+    assert plivo.webhook_call({"CallUUID": "c", "From": "+1", "To": "+2"}) == ("c", "+1", "+2")
+    with pytest.raises(ProtocolError, match="CallUUID"):
+        plivo.webhook_call({})
