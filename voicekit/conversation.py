@@ -61,6 +61,7 @@ import numpy as np
 from ._errors import VoicekitError
 from .events import (
     AudioChunk,
+    ReplyFailed,
     ReplyStarted,
     SessionUpdated,
     SpeechStarted,
@@ -485,7 +486,9 @@ async def run_conversation(
     function from a source to an async iterable. ``session``: the Session to report if the
     pipeline never gives one out. ``time_limit``: seconds the whole conversation may take.
     Raises :class:`ScriptError` when a step could not be played as written, and
-    ``TimeoutError`` (naming the step) when the conversation did not finish in time.
+    ``TimeoutError`` (naming the step, and the last failed reply if any) when the conversation
+    did not finish in time. An error the pipeline raises comes out as itself — a
+    :class:`~voicekit.ProviderTimeout` too, though it is also a ``TimeoutError``.
 
     >>> from voicekit import agent
     >>> from voicekit.tts import tones
@@ -503,8 +506,9 @@ async def run_conversation(
     tracker = _Tracker(lambda: loop.time() - origin)
     timeline: list[tuple[float, Any]] = []
     latest = session
+    limit = asyncio.timeout(time_limit)
     try:
-        async with asyncio.timeout(time_limit):
+        async with limit:
             flow: Flow[Any] = Flow(pipeline(_play(steps, tracker)))
             async with flow.open() as items:
                 async for item in items:
@@ -518,8 +522,12 @@ async def run_conversation(
                         with contextlib.suppress(TimeoutError):
                             await asyncio.wait_for(delivered.wait(), 1.0)
     except TimeoutError:
+        if not limit.expired():
+            raise  # the pipeline's own error (a ProviderTimeout is a TimeoutError too)
+        failed = [item for _, item in timeline if isinstance(item, ReplyFailed)]
+        last = f"; the last failed reply: {failed[-1].error}" if failed else ""
         raise TimeoutError(
-            f"run_conversation: not finished after {time_limit:g} s, at {tracker.doing}"
+            f"run_conversation: not finished after {time_limit:g} s, at {tracker.doing}{last}"
         ) from None
     if tracker.problems:
         raise ScriptError("; ".join(tracker.problems))
