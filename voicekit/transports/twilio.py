@@ -36,7 +36,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import escape
 
 from .._errors import AudioError, ProtocolError
 from .._frozen import FrozenDict
@@ -238,12 +238,16 @@ def twiml(stream_url: str, parameters: Mapping[str, str]) -> str:
     <?xml version="1.0" encoding="UTF-8"?><Response><Connect><Stream url="wss://example.test/twilio/media"><Parameter name="caller" value="+1555"/></Stream></Connect></Response>
     """  # noqa: E501
     params = "".join(
-        f"<Parameter name={quoteattr(k)} value={quoteattr(v)}/>" for k, v in parameters.items()
+        f'<Parameter name="{_attr(k)}" value="{_attr(v)}"/>' for k, v in parameters.items()
     )
     return (
         '<?xml version="1.0" encoding="UTF-8"?><Response><Connect>'
-        f"<Stream url={quoteattr(stream_url)}>{params}</Stream></Connect></Response>"
+        f'<Stream url="{_attr(stream_url)}">{params}</Stream></Connect></Response>'
     )
+
+
+def _attr(value: str) -> str:
+    return escape(value, {'"': "&quot;"})
 
 
 def signature(auth_token: str, url: str, params: Mapping[str, str]) -> str:

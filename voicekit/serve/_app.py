@@ -1,0 +1,201 @@
+"""The ASGI application: carrier routes, the generic ``/ws`` route and health checks."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket
+
+from .._errors import ConfigError, ProtocolError
+from .._secrets import remember
+from ..events import CallStarted
+from ..session import Session
+from ..transports import Call, run_call, twilio, websocket
+from ..transports._token import Spent, check_token, derive_key, make_token
+
+__all__ = ["ServerState", "app"]
+
+_log = logging.getLogger("voicekit.serve")
+
+CARRIERS = ("twilio",)
+LOOPBACK = ("localhost",)
+
+
+@dataclass(slots=True)
+class ServerState:
+    """What the server knows about itself: calls running, and whether it is draining (then
+    ``/readyz`` answers 503 and new calls are refused)."""
+
+    max_calls: int
+    calls: int = 0
+    draining: bool = False
+    ended: list[Session] = field(default_factory=list)
+
+    @property
+    def ready(self) -> bool:
+        return not self.draining and self.calls < self.max_calls
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (``127.0.0.1``, ``::1``)."""
+    if host in LOOPBACK:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _public_base(request: Request, public_url: str | None) -> str:
+    if public_url:
+        return public_url.rstrip("/")
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return f"{proto}://{request.headers.get('host', request.url.netloc)}"
+
+
+def app(
+    on_call: Callable[[Call], Awaitable[Any]],
+    carrier: str = "twilio",
+    *,
+    public_url: str | None = None,
+    max_calls: int = 100,
+    dev: bool = False,
+    host: str = "127.0.0.1",
+    rate: int = 16000,
+    lead: float = 0.2,
+    on_end: Callable[[Session], Any] | None = None,
+    token_ttl: float = 300.0,
+    ws_token: str | None = None,
+    grace: float = 0.5,
+) -> Starlette:
+    """An ASGI application that answers phone calls with ``on_call(call)`` (see
+    :class:`voicekit.transports.Call`); serve it with uvicorn or mount it in FastAPI.
+
+    Routes: ``POST /twilio/voice`` (the TwiML answer: point the number's voice webhook here),
+    ``WS /twilio/media`` (the Media Stream), ``WS /ws`` (voicekit's own protocol, see
+    :mod:`voicekit.transports.websocket`), ``GET /healthz`` and ``GET /readyz`` (503 while
+    draining or with ``max_calls`` calls running).
+
+    Security: the answer route checks ``X-Twilio-Signature`` with ``TWILIO_AUTH_TOKEN`` (from
+    the environment; 403 when wrong) and puts a signed, expiring, single-use token for that
+    call in the stream's ``<Parameter>`` s; the media socket checks it on ``start``, before any
+    audio is processed. ``/ws`` requires ``ws_token`` (default ``VOICEKIT_WS_TOKEN``) in its
+    start message; without one it is closed. ``dev=True`` turns the checks off — allowed only
+    when ``host`` is a loopback address — and says so in the log. ``public_url`` is the
+    ``https://`` address Twilio calls (default: from the request's Host header); the signature
+    is computed over it. ``rate`` is the pipeline's sample rate, ``lead`` how far outbound
+    audio runs ahead of real time, ``on_end(session)`` receives each call's final Session,
+    ``grace`` is how long a pipeline may run on after the caller hung up.
+    """
+    if carrier not in CARRIERS:
+        raise ConfigError(f"serve: carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
+    if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
+        raise ConfigError(f"serve: max_calls must be an int ≥ 1, got {max_calls!r}")
+    if dev and not is_loopback(host):
+        raise ConfigError(f"serve: dev=True turns security checks off; it needs a loopback host, "
+                          f"not {host!r}")
+    auth_token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+    ws_secret = ws_token if ws_token is not None else os.environ.get("VOICEKIT_WS_TOKEN", "")
+    remember(auth_token, ws_secret)
+    if not dev and not auth_token:
+        raise ConfigError(
+            "serve: TWILIO_AUTH_TOKEN is not set: the twilio routes cannot check Twilio's "
+            "signature (set it, or use dev=True / --dev on a loopback host for local tests)"
+        )
+    if dev:
+        _log.warning("voicekit serve: DEV MODE: signature and token checks are OFF (loopback)")
+    key = derive_key(auth_token) if auth_token else secrets.token_bytes(32)
+    spent = Spent()
+    state = ServerState(max_calls=max_calls)
+
+    def ended(session: Session) -> Any:
+        return on_end(session) if on_end is not None else None
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        if state.ready:
+            return PlainTextResponse("ready")
+        return PlainTextResponse("draining" if state.draining else "full", status_code=503)
+
+    async def twilio_voice(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        params = dict(parse_qsl(body, keep_blank_values=True))
+        base = _public_base(request, public_url)
+        if not dev:
+            url = base + request.url.path + (f"?{request.url.query}" if request.url.query else "")
+            given = request.headers.get("x-twilio-signature", "")
+            if not twilio.verify_signature(auth_token, url, params, given):
+                _log.warning("twilio answer refused: bad X-Twilio-Signature")
+                return PlainTextResponse("bad signature", status_code=403)
+        if not state.ready:
+            return PlainTextResponse("not accepting calls", status_code=503)
+        call_sid = params.get("CallSid", "")
+        if not call_sid:
+            return PlainTextResponse("no CallSid", status_code=400)
+        parts = urlsplit(base)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        stream_url = f"{scheme}://{parts.netloc}{parts.path}/twilio/media"
+        parameters = {
+            "caller": params.get("From", ""),
+            "callee": params.get("To", ""),
+            twilio.TOKEN_PARAMETER: make_token(key, call_sid, ttl=token_ttl),
+        }
+        return Response(twilio.twiml(stream_url, parameters), media_type="application/xml")
+
+    def authorize_twilio(started: CallStarted) -> None:
+        if dev:
+            return
+        token = started.parameters.get(twilio.TOKEN_PARAMETER, "")
+        check_token(key, token, started.call_id)
+        spent.use(token)
+
+    def authorize_ws(started: CallStarted) -> None:
+        if dev:
+            return
+        given = started.parameters.get("token", "")
+        if not ws_secret or not secrets.compare_digest(given.encode(), ws_secret.encode()):
+            raise ProtocolError("ws: missing or wrong token")
+
+    async def serve_socket(ws: WebSocket, codec: Any, authorize: Any) -> None:
+        await ws.accept()
+        if not state.ready:
+            await ws.close(1013)  # try again later
+            return
+        state.calls += 1
+        try:
+            await run_call(
+                ws, codec, on_call, rate=rate, lead=lead, authorize=authorize, on_end=ended,
+                grace=grace,
+            )
+        finally:
+            state.calls -= 1
+
+    async def twilio_media(ws: WebSocket) -> None:
+        await serve_socket(ws, twilio.codec, authorize_twilio)
+
+    async def generic(ws: WebSocket) -> None:
+        await serve_socket(ws, websocket.codec, authorize_ws)
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/twilio/voice", twilio_voice, methods=["POST"]),
+        WebSocketRoute("/twilio/media", twilio_media),
+        WebSocketRoute("/ws", generic),
+    ]
+    application = Starlette(routes=routes)
+    application.state.voicekit = state
+    return application
