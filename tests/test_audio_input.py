@@ -4,6 +4,8 @@ chunks, downmixing, corrupt files — real files in tmp_path, real libsndfile.""
 from __future__ import annotations
 
 import io
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +13,8 @@ import pytest
 import soundfile as sf
 
 import voicekit.audio._io as audio_io
-from voicekit import AudioError
-from voicekit.audio import from_array, load, read, to_array, to_int16, to_wav_bytes
+from voicekit import AudioError, AudioWarning
+from voicekit.audio import from_array, info, load, read, to_array, to_int16, to_wav_bytes
 
 
 def float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -125,3 +127,100 @@ def test_to_wav_bytes_follows_the_same_rule() -> None:
     channels_first = np.stack([np.linspace(-1, 1, 100), np.zeros(100)])  # (2, 100)
     back, _ = sf.read(io.BytesIO(to_wav_bytes(channels_first, 8000)), dtype="int16")
     assert back.shape == (100, 2) and np.array_equal(back, to_int16(channels_first.T))
+
+
+# ---------------------------------------------------------------------------------------------
+# Files shorter than their header says: an AudioWarning naming the file
+
+
+def wav_bytes(samples: np.ndarray, rate: int = 16000) -> bytes:
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, format="WAV", subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def no_audio_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AudioWarning)
+        yield
+
+
+async def test_a_wav_whose_data_chunk_is_cut_warns_and_reads_what_is_there(
+    tmp_path: Path,
+) -> None:
+    samples = to_int16(0.3 * np.sin(np.arange(16000) * 0.05))
+    path = tmp_path / "cut.wav"
+    path.write_bytes(wav_bytes(samples)[: 44 + 16000])  # header + half of the 32000 data bytes
+    message = (
+        r"cut\.wav is truncated: its header says 1\.000 s \(32000 bytes\) of audio, it holds "
+        r"0\.500 s \(16000 bytes\); reading what is there"
+    )
+    with pytest.warns(AudioWarning, match=message):
+        got, rate = await to_array(read(path, rate=None))
+    assert rate == 16000 and np.array_equal(got, samples[:8000])
+    with pytest.warns(AudioWarning, match=message):
+        assert np.array_equal(load(path)[0], samples[:8000])
+    with pytest.warns(AudioWarning, match=message):
+        assert info(path).frames == 8000
+
+
+async def test_a_cut_wav_as_bytes_or_file_object(tmp_path: Path) -> None:
+    data = wav_bytes(np.zeros(8000, dtype=np.int16))[:-1000]
+    with pytest.warns(AudioWarning, match=rf"<{len(data)} bytes> is truncated"):
+        await read(data).list()
+    path = tmp_path / "cut.wav"
+    path.write_bytes(b"junk" + data)
+    with path.open("rb") as file:
+        file.seek(4)
+        with pytest.warns(AudioWarning, match=r"cut\.wav is truncated: .*0\.469 s"):
+            chunks = await read(file).list()
+        assert file.tell() > 4
+    assert sum(c.frames for c in chunks) == 7500
+
+
+def test_the_data_chunk_is_found_after_other_chunks(tmp_path: Path) -> None:
+    data = wav_bytes(np.zeros(1000, dtype=np.int16), 8000)
+    listed = data[:36] + b"LIST" + (5).to_bytes(4, "little") + b"abcde\0" + data[36:]
+    listed = b"RIFF" + (len(listed) - 8).to_bytes(4, "little") + listed[8:]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AudioWarning)
+        assert info(listed).frames == 1000  # whole: no warning
+    with pytest.warns(AudioWarning, match=r"0\.125 s \(2000 bytes\) of audio, it holds 0\.062 s"):
+        assert load(listed[:-1000])[0].shape == (500,)
+
+
+@pytest.mark.usefixtures("no_audio_warnings")
+async def test_whole_files_and_unknown_lengths_do_not_warn(tmp_path: Path) -> None:
+    data = wav_bytes(np.zeros(8000, dtype=np.int16))
+    await read(data).list()
+    # a streaming recorder writes 0xFFFFFFFF as the data size: the length is not known
+    streamed = data[:40] + (0xFFFFFFFF).to_bytes(4, "little") + data[44:]
+    assert load(streamed)[0].shape == (8000,)
+    for fmt in ("FLAC", "MP3", "OGG"):
+        path = tmp_path / f"whole.{fmt.lower()}"
+        sf.write(path, np.zeros(12345, dtype=np.float32), 16000, format=fmt)
+        assert load(path)[0].shape == (12345,)
+        await read(path).list()
+
+
+async def test_a_cut_mp3_warns_with_the_frames_it_lacks(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * np.sin(np.arange(48000) * 0.05), 16000, format="MP3")
+    path = tmp_path / "cut.mp3"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    message = r"cut\.mp3 is truncated: its header says 48000 frames \(3\.000 s\), only \d+ "
+    with pytest.warns(AudioWarning, match=message):
+        chunks = await read(path, rate=None).list()
+    assert 0 < sum(c.frames for c in chunks) < 48000
+    with pytest.warns(AudioWarning, match=message):
+        load(path, rate=8000)
+
+
+def test_audio_warnings_can_be_made_errors(tmp_path: Path) -> None:
+    path = tmp_path / "cut.wav"
+    path.write_bytes(wav_bytes(np.zeros(8000, dtype=np.int16))[:-100])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AudioWarning)
+        with pytest.raises(AudioWarning, match=r"cut\.wav is truncated"):
+            load(path)

@@ -12,6 +12,7 @@ from . import audio, conversation, events, llm, notebook, ops, session, stt, tex
 from ._agent import Tool, agent, tool, voice_agent
 from ._errors import (
     AudioError,
+    AudioWarning,
     ConfigError,
     EventTooLarge,
     ProtocolError,
@@ -63,6 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AudioChunk",
     "AudioError",
+    "AudioWarning",
     "CallEnded",
     "CallStarted",
     "ConfigError",

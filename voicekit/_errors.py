@@ -22,6 +22,9 @@ that does not know voicekit::
 
 Every :class:`VoicekitError` has a ``stage`` attribute: the name of the pipeline stage it came
 out of, filled in by the stream core when the error crosses a stage (``None`` outside pipelines).
+
+Audio that can be used but is not what it claims to be (a file shorter than its header says) is
+an :class:`AudioWarning`, issued with :func:`warnings.warn`.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from ._secrets import redact
 
 __all__ = [
     "AudioError",
+    "AudioWarning",
     "ConfigError",
     "EventTooLarge",
     "ProtocolError",
@@ -78,6 +82,13 @@ class StageError(VoicekitError):
 
 class AudioError(VoicekitError, ValueError):
     """Audio that cannot be used as given: the message says what was wrong and where."""
+
+
+class AudioWarning(UserWarning):
+    """Audio that is used, but is not what it claims: e.g. a file shorter than its header says.
+
+    Turn it into an error with ``warnings.simplefilter("error", voicekit.AudioWarning)``.
+    """
 
 
 class ConfigError(VoicekitError, ValueError):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from .._errors import AudioError
+from .._errors import AudioError, AudioWarning
 from ..events import AudioChunk
 from ..ops import Flow, Source, Stage
 from ._convert import (
@@ -32,6 +33,7 @@ from ._convert import (
 )
 from ._framer import Framer
 from ._resampler import QUALITY, Resampler
+from ._riff import wav_shortfall
 
 __all__ = ["AudioInfo", "info", "load", "read", "to_wav_bytes", "write"]
 
@@ -52,6 +54,9 @@ LOAD_BLOCK = 1 << 18
 
 Block = npt.NDArray[np.float32]
 """Samples read from a file: float32, (frames, channels)."""
+
+HEAD_BYTES = 1 << 16
+"""How much of a WAV file is searched for its ``data`` chunk, to tell if the file is truncated."""
 
 _EXTENSIONS = {"wav": "WAV", "flac": "FLAC", "ogg": "OGG", "oga": "OGG", "mp3": "MP3"}
 
@@ -121,7 +126,63 @@ class _Input:
         if snd.frames == 0:
             snd.close()
             raise AudioError(f"{self.label} holds no audio (0 frames)")
+        if snd.format in ("WAV", "WAVEX"):
+            self._check_wav_length()
         return snd
+
+    def _head(self) -> tuple[bytes, int] | None:
+        """The first :data:`HEAD_BYTES` of the input and its size; ``None`` if it cannot tell
+        (a file object that cannot seek)."""
+        if self._path is not None:
+            with self._path.open("rb") as file:
+                return file.read(HEAD_BYTES), self._path.stat().st_size
+        if self._data is not None:
+            return self._data[:HEAD_BYTES], len(self._data)
+        file, start = self._file, self._start
+        if file is None or start is None:
+            return None
+        here = file.tell()
+        try:
+            file.seek(start)
+            head = file.read(HEAD_BYTES)
+            size = file.seek(0, io.SEEK_END) - start
+        finally:
+            file.seek(here)
+        return bytes(head), size
+
+    def _check_wav_length(self) -> None:
+        """Warn if the WAV file is shorter than its header says: libsndfile reads what is there
+        without a word."""
+        try:
+            head = self._head()
+        except OSError:
+            return
+        short = wav_shortfall(*head) if head is not None else None
+        if short is None:
+            return
+        said, held = f"{short.declared} bytes", f"{short.present} bytes"
+        if short.byte_rate:
+            said = f"{short.declared / short.byte_rate:.3f} s ({said})"
+            held = f"{short.present / short.byte_rate:.3f} s ({held})"
+        truncated(
+            f"{self.label} is truncated: its header says {said} of audio, it holds {held}; "
+            "reading what is there"
+        )
+
+
+def truncated(message: str) -> None:
+    """Warn (:class:`AudioWarning`) that an input is shorter than it claims; it is read anyway."""
+    warnings.warn(message, AudioWarning, stacklevel=3)
+
+
+def _check_length(snd: sf.SoundFile, audio: _Input, position: int) -> None:
+    """Warn if fewer frames could be read than the header declared (a cut MP3, for one)."""
+    if position < snd.frames:
+        rate = snd.samplerate
+        truncated(
+            f"{audio.label} is truncated: its header says {snd.frames} frames "
+            f"({snd.frames / rate:.3f} s), only {position} ({position / rate:.3f} s) could be read"
+        )
 
 
 def _seekable(file: Any) -> bool:
@@ -191,6 +252,7 @@ async def _read_chunks(
                 break
         if position == 0:
             raise AudioError(f"{audio.label} holds no audio (0 frames)")
+        _check_length(snd, audio, position)
         for chunk in framer.flush():
             yield chunk
     finally:
@@ -210,6 +272,11 @@ def read(file: AudioInput, *, rate: int | None = 16000, chunk_ms: float = 20) ->
     iteration ends or is abandoned — use ``async with flow.open()`` to close it at once on
     ``break``. A file object is read from the position it had when ``read`` was called.
 
+    Bad audio is an :class:`~voicekit.AudioError` naming the file: a corrupt or empty file, a NaN
+    or infinite sample (with its frame and time in the file). A file shorter than its header says
+    (a WAV whose ``data`` chunk was cut, a cut MP3) is read as far as it goes, with an
+    :class:`~voicekit.AudioWarning` naming the file and both lengths.
+
     >>> import asyncio
     >>> from voicekit.audio import sample_path
     >>> chunks = asyncio.run(read(sample_path(), rate=8000, chunk_ms=100).list())
@@ -225,7 +292,8 @@ def read(file: AudioInput, *, rate: int | None = 16000, chunk_ms: float = 20) ->
 def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.int16], int]:
     """Read a whole audio file into mono int16 samples; return them and their rate.
 
-    ``rate=None`` keeps the file's rate; otherwise the samples are resampled to ``rate``.
+    ``rate=None`` keeps the file's rate; otherwise the samples are resampled to ``rate``. Bad
+    and truncated files are handled as by :func:`read`.
 
     >>> from voicekit.audio import sample_path
     >>> samples, rate = load(sample_path())
@@ -246,6 +314,8 @@ def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.i
             position += data.shape[0]
             if data.shape[0] < LOAD_BLOCK:
                 break
+        if position:
+            _check_length(snd, audio, position)
     if position == 0:
         raise AudioError(f"{audio.label} holds no audio (0 frames)")
     data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
