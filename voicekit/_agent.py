@@ -52,7 +52,20 @@ The Session after a turn holds the user's text and what the assistant actually s
 
 "Yielded downstream" is when the agent hands a chunk on. Put the stage that plays the audio
 (or paces it, :func:`voicekit.audio.paced`) right after the agent, so that this is when the
-user hears it.
+user hears it — or use a transport that acknowledges marks (below).
+
+The outbound clock
+------------------
+The agent's audio has one timeline for the whole call: every chunk it yields is re-stamped
+(a TTS counts each call's audio from 0). A reply's audio runs on without gaps, and each reply
+starts at the later of the end of the agent's audio so far and the latest stream time seen on
+the inbound stream (the ``TurnEnded`` that started it, or the caller's audio when it passes
+through). So ``t`` never goes back, no reply overlaps the one before, and a reply is never
+placed before the turn it answers. :func:`voicekit.audio.paced` plays that clock in real time;
+when the agent goes quiet between replies (the caller speaks, the LLM thinks) it starts its
+schedule again from the next reply's first chunk instead of releasing the late audio in a
+burst. ``agent | audio.paced()`` therefore plays every reply in real time, and a barge-in
+keeps only the sentences played before it.
 
 Preemptive replies
 ------------------
@@ -562,6 +575,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
         client = own_client = new_client()
     src = aiter(source)
     pull_src: asyncio.Future[Any] | None = None
+    clock = _Clock()
     running: _Running | None = None
     spec: _Speculation | None = None
     try:
@@ -598,6 +612,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 except StopAsyncIteration:
                     continue  # the source ended: the reply in flight may finish
                 pull_src = asyncio.ensure_future(anext(src))
+                clock.see(item)
                 if spec is not None and _user_went_on(item, spec):
                     await spec.close()  # silently: nothing of it was heard or recorded
                     spec = None
@@ -649,6 +664,9 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     state.audio = True
                     if state.recording:
                         state.spoke = True
+                    if not clock.placed(state):
+                        clock.start(state)
+                    out = clock.stamp(out)
                 elif isinstance(out, SessionUpdated):  # always a reply's last item
                     session = out.session
                     finished, running = running, None
@@ -662,6 +680,49 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
             await running.close()
         if own_client is not None:
             await own_client.aclose()
+
+
+class _Clock:
+    """The outbound clock: the stream time of the agent's audio, one timeline for the call.
+
+    Every chunk the agent yields is re-stamped (a TTS counts each call's audio from 0): a
+    reply's audio runs on without gaps, and each reply starts at the later of the end of the
+    agent's audio so far and the latest stream time seen on the inbound stream (the turn that
+    started it, or the caller's audio when it passes through): a reply is never placed before
+    the turn it answers, nor over the previous reply.
+    """
+
+    __slots__ = ("end", "inbound", "reply")
+
+    def __init__(self) -> None:
+        self.end = 0.0  # where the agent's audio so far ends
+        self.inbound = 0.0  # the latest stream time seen on the inbound stream
+        self.reply: _Reply | None = None  # the reply whose audio was placed last
+
+    def see(self, item: Any) -> None:
+        """Note the stream time of an inbound item."""
+        if isinstance(item, AudioChunk):
+            t = item.end
+        else:
+            t = getattr(item, "t", None)
+            if isinstance(t, bool) or not isinstance(t, int | float):
+                return
+        if t > self.inbound:
+            self.inbound = float(t)
+
+    def placed(self, reply: _Reply) -> bool:
+        return self.reply is reply
+
+    def start(self, reply: _Reply) -> None:
+        """``reply``'s first audio: it starts now on the outbound clock."""
+        self.reply = reply
+        self.end = max(self.end, self.inbound)
+
+    def stamp(self, chunk: AudioChunk) -> AudioChunk:
+        """``chunk`` placed where the outbound audio has got to."""
+        out = AudioChunk(chunk.samples, chunk.rate, self.end)
+        self.end = out.end
+        return out
 
 
 def _user_went_on(item: Any, spec: _Speculation) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import stage
 from ._convert import check_positive, check_rate, frames_per
@@ -137,14 +138,26 @@ async def reframe(source: AsyncIterable[Any], /, *, ms: float = 20) -> AsyncIter
 
 
 @stage
-async def paced(source: AsyncIterable[Any], /, *, speed: float = 1.0) -> AsyncIterator[Any]:
+async def paced(
+    source: AsyncIterable[Any], /, *, speed: float = 1.0, resync: float = 0.1
+) -> AsyncIterator[Any]:
     """Release each :class:`AudioChunk` when its time comes, as a live microphone or a phone
     line would: ``speed=1`` is real time, ``speed=2`` twice as fast.
 
     The schedule is absolute: the chunk with start time ``t`` is released at
-    ``start + (t - t_first) / speed``, where ``start`` is when the first chunk arrived. Lateness
-    (a slow consumer, a late timer) is therefore caught up instead of adding up over a long stream.
-    Other items pass at once.
+    ``origin + t / speed``, where ``origin`` is set by the first chunk (released at once). So
+    lateness caused *downstream* (a slow consumer, a late timer) is caught up instead of adding
+    up over a long stream, and a jump forward in ``t`` is a pause.
+
+    Lateness caused *upstream* is not caught up: when the source itself kept a chunk waiting
+    (a stream that went idle — an agent thinking between two replies, a TTS that stalled) for
+    more than ``resync`` seconds past its time, the schedule starts again from that chunk,
+    which is released at once and the ones after it in real time from there. Catching up
+    would release the late audio in a burst: a listener would hear the start of the next
+    reply cut short and everything after it at once. Only the wait on the source since the
+    previous chunk counts; lateness the consumer caused before it asked is still caught up.
+    A chunk whose ``t`` goes back before the end of the previous one (a source that counts each
+    part from 0) is played right after it. Other items pass at once.
 
     >>> import asyncio, time, numpy as np
     >>> from voicekit.audio import from_array
@@ -155,17 +168,32 @@ async def paced(source: AsyncIterable[Any], /, *, speed: float = 1.0) -> AsyncIt
     True
     """
     speed = check_positive(speed, "speed")
+    if isinstance(resync, bool) or not isinstance(resync, int | float) or not resync >= 0:
+        raise AudioError(f"resync must be a number of seconds ≥ 0, got {resync!r}")
     loop = asyncio.get_running_loop()
     origin: float | None = None  # the loop time at which t = 0 would have been released
+    asked = loop.time()  # when the consumer asked for the item after the last chunk
+    end = 0.0  # where the last chunk ended, in stream time
     async for item in source:
         if isinstance(item, AudioChunk):
             now = loop.time()
+            due = item.t / speed
             if origin is None:
-                origin = now - item.t / speed
-            delay = origin + item.t / speed - now
+                origin = now - due
+            else:
+                if item.t < end - 1e-6:  # time went back: go on from where the last chunk ended
+                    origin += (end - item.t) / speed
+                idle = now - max(asked, origin + due)  # how late the source made it
+                if idle > resync:
+                    origin += idle
+            end = item.end
+            delay = origin + due - now
             if delay > 0:
                 await asyncio.sleep(delay)
-        yield item
+            yield item
+            asked = loop.time()
+        else:
+            yield item
 
 
 @stage
