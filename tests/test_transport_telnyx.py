@@ -3,13 +3,18 @@ fake Telnyx peer (tests/servers/fake_telnyx.py) against a real WebSocket server 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from servers.codec_server import CodecServer
+from servers.fake_carrier import caller_audio
+from servers.fake_telnyx import TelnyxCall
 
 from voicekit import ConfigError, ProtocolError
 from voicekit.audio import ulaw_decode_bytes
@@ -262,3 +267,89 @@ def test_webhook_call() -> None:
     assert telnyx.webhook_call(form) == ("v3:c", "+1", "+2")
     with pytest.raises(ProtocolError, match="CallSid"):
         telnyx.webhook_call({"From": "+1"})
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec against the fake Telnyx peer, over a real WebSocket on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+def frames(seconds: float) -> list[AudioChunk]:
+    """``seconds`` of a 440 Hz tone at 8 kHz as 20 ms chunks."""
+    t = np.arange(int(seconds * 8000)) / 8000
+    tone = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    return [AudioChunk(tone[i : i + 160], rate=8000) for i in range(0, tone.shape[0], 160)]
+
+
+async def test_a_call_through_the_codec_with_marks_and_dtmf() -> None:
+    async def script(event: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+        if isinstance(event, CallStarted):  # the reply, all at once: the carrier buffers it
+            for chunk in frames(0.6):
+                await send(chunk)
+            await send(Mark("s1"))
+            for chunk in frames(0.4):
+                await send(chunk)
+            await send(Mark("s2"))
+
+    async with CodecServer(telnyx.codec(), script) as server:
+        peer = TelnyxCall(server.url, token="tok-1", custom_parameters={"lang": "en"})
+        record = await peer.call(
+            caller_audio(seconds=0.5),
+            digits=[(0.2, "7")],
+            until=lambda r: len(r.echoed) == 2,
+            linger=0.1,
+        )
+        await asyncio.wait_for(server.ended.wait(), 5)
+
+    assert record.violations == [] and server.errors == []
+    call = server.events[0]
+    assert isinstance(call, CallStarted) and call.call_id == "v3:fake-call-1"
+    assert (call.caller, call.callee) == ("+15550001111", "+15550002222")
+    assert dict(call.parameters) == {"lang": "en", "token": "tok-1"}
+    assert [e for e in server.events if isinstance(e, Dtmf)] == [Dtmf("7", t=0.2)]
+    assert [e.name for e in server.events if isinstance(e, Played)] == ["s1", "s2"]
+    assert server.events[-1] == CallEnded("hangup", t=server.events[-1].t)
+    # every frame the fake caller sent came through, in order and on the stream clock
+    chunks = [e for e in server.events if isinstance(e, AudioChunk)]
+    sent = sum(1 for _, event in record.sent if event == "media")
+    assert len(chunks) == sent and chunks[-1].t == pytest.approx((sent - 1) * 0.02)
+    # real play-out: a mark comes back only when the audio before it has played
+    first_audio = record.events("media")[0].t
+    (t1, n1), (t2, n2) = record.echoed
+    assert (n1, n2) == ("s1", "s2")
+    assert 0.55 <= t1 - first_audio <= 0.6 + 1.0
+    assert 0.95 <= t2 - first_audio <= 1.0 + 1.0
+    assert record.heard_seconds == pytest.approx(1.0)
+
+
+async def test_barge_in_clears_and_the_returned_mark_is_not_heard() -> None:
+    async def script(event: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+        if isinstance(event, CallStarted):
+            for chunk in frames(3.0):
+                await send(chunk)
+            await send(Mark("long"))
+        elif isinstance(event, Dtmf):
+            await send(Interrupted())
+
+    async with CodecServer(telnyx.codec(), script) as server:
+        record = await TelnyxCall(server.url).call(digits=[(0.4, "5")], hangup_at=1.0)
+        await asyncio.wait_for(server.ended.wait(), 5)
+
+    assert record.violations == [] and server.errors == []
+    assert len(record.clears) == 1 and record.events("clear")
+    assert [name for _, name in record.echoed] == ["long"]  # Telnyx returns the queued mark…
+    assert not any(isinstance(e, Played) for e in server.events)  # …which was not heard
+    assert 0.3 <= record.heard_seconds <= 1.0  # the rest of the 3 s was thrown away
+
+
+async def test_media_before_start_ends_the_call_with_a_protocol_error() -> None:
+    class Rude(TelnyxCall):
+        def opening(self) -> list[dict[str, Any]]:
+            return []
+
+    async def script(event: Any, send: Callable[[Any], Awaitable[None]]) -> None:
+        return None
+
+    async with CodecServer(telnyx.codec(), script) as server:
+        record = await Rude(server.url).call(hangup_at=2.0)
+    assert [str(e) for e in server.errors] == ["telnyx: 'media' before 'start'"]
+    assert record.closed_by_server and record.close_code == 1008
