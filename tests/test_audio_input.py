@@ -7,13 +7,14 @@ import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
 
 import voicekit.audio._io as audio_io
-from voicekit import AudioError, AudioWarning
+from voicekit import AudioChunk, AudioError, AudioWarning
 from voicekit.audio import from_array, info, load, read, to_array, to_int16, to_wav_bytes
 
 
@@ -224,3 +225,38 @@ def test_audio_warnings_can_be_made_errors(tmp_path: Path) -> None:
         warnings.simplefilter("error", AudioWarning)
         with pytest.raises(AudioWarning, match=r"cut\.wav is truncated"):
             load(path)
+
+
+# ---------------------------------------------------------------------------------------------
+# AudioChunk: what it holds is what it says
+
+
+@pytest.mark.parametrize(
+    ("rate", "t", "message"),
+    [
+        (True, 0.0, r"rate must be a positive integer number of Hz, got True"),
+        (False, 0.0, r"rate must be a positive integer number of Hz, got False"),
+        (16000.0, 0.0, r"rate must be .*, got 16000\.0"),
+        (np.float64(8000), 0.0, r"rate must be .*, got np\.float64\(8000\.0\)"),
+        (0, 0.0, r"rate must be .*, got 0"),
+        (-16000, 0.0, r"rate must be .*, got -16000"),  # would give a negative duration
+        ("16000", 0.0, r"rate must be .*, got '16000'"),
+        (16000, float("nan"), r"t must be a finite number of seconds, got nan"),
+        (16000, float("inf"), r"t must be a finite number of seconds, got inf"),
+        (16000, np.float64("-inf"), r"t must be a finite number of seconds, got np\.float64\(-inf"),
+        (16000, True, r"t must be a finite number of seconds, got True"),
+        (16000, "0.5", r"t must be a finite number of seconds, got '0\.5'"),
+        (16000, None, r"t must be a finite number of seconds, got None"),
+    ],
+)
+def test_audio_chunk_refuses_a_bad_rate_or_time(rate: Any, t: Any, message: str) -> None:
+    with pytest.raises(AudioError, match=message):
+        AudioChunk(np.zeros(160, dtype=np.int16), rate, t)
+
+
+def test_audio_chunk_keeps_plain_numbers() -> None:
+    chunk = AudioChunk(np.zeros(160, dtype=np.int16), np.int32(8000), np.float32(0.5))
+    assert type(chunk.rate) is int and type(chunk.t) is float
+    assert (chunk.rate, chunk.t, chunk.duration, chunk.end) == (8000, 0.5, 0.02, 0.52)
+    assert AudioChunk(np.zeros(1, dtype=np.int16), 8000, 2).t == 2.0
+    assert AudioChunk(np.zeros(0, dtype=np.int16), 8000).duration == 0.0

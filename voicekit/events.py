@@ -15,6 +15,7 @@ Text travels as :class:`Transcript` (from speech recognition), :class:`Token` (f
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -57,8 +58,15 @@ __all__ = [
 class AudioChunk:
     """Mono 16-bit PCM samples at ``rate`` Hz, starting ``t`` seconds into the stream.
 
-    ``samples`` is a read-only, one-dimensional ``int16`` numpy array. Two chunks are equal when
-    their rate, start time and samples are equal.
+    ``samples`` is a read-only, one-dimensional ``int16`` numpy array; ``rate`` a positive int
+    (not a bool), so ``duration`` is never negative; ``t`` a finite float. Anything else is an
+    :class:`~voicekit.AudioError`. Two chunks are equal when their rate, start time and samples
+    are equal.
+
+    >>> AudioChunk(np.zeros(8, dtype=np.int16), rate=True)
+    Traceback (most recent call last):
+    ...
+    voicekit._errors.AudioError: AudioChunk rate must be a positive integer number of Hz, got True
     """
 
     samples: npt.NDArray[np.int16]
@@ -78,8 +86,21 @@ class AudioChunk:
             )
         if samples.ndim != 1:
             raise AudioError(f"AudioChunk samples must be mono (1-D), got shape {samples.shape}")
-        if not isinstance(self.rate, int | np.integer) or self.rate <= 0:
-            raise AudioError(f"AudioChunk rate must be a positive integer, got {self.rate!r}")
+        rate, t = self.rate, self.t
+        if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
+            raise AudioError(
+                f"AudioChunk rate must be a positive integer number of Hz, got {rate!r}"
+            )
+        if type(rate) is not int:
+            object.__setattr__(self, "rate", int(rate))
+        if (
+            isinstance(t, bool)
+            or not isinstance(t, int | float | np.integer | np.floating)
+            or not math.isfinite(t)
+        ):
+            raise AudioError(f"AudioChunk t must be a finite number of seconds, got {t!r}")
+        if type(t) is not float:
+            object.__setattr__(self, "t", float(t))
         if samples.flags.writeable:
             samples = samples.view()
             samples.flags.writeable = False
