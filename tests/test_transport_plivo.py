@@ -3,13 +3,18 @@ fake Plivo peer (tests/servers/fake_plivo.py) against a real WebSocket server on
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from servers.codec_server import CodecServer
+from servers.fake_carrier import caller_audio
+from servers.fake_plivo import PlivoCall
 
 from voicekit import ConfigError, ProtocolError
 from voicekit.audio import ulaw_decode_bytes
@@ -265,3 +270,92 @@ def test_webhook_call() -> None:
     assert plivo.webhook_call({"CallUUID": "c", "From": "+1", "To": "+2"}) == ("c", "+1", "+2")
     with pytest.raises(ProtocolError, match="CallUUID"):
         plivo.webhook_call({})
+
+
+# ---------------------------------------------------------------------------------------------
+# The codec against the fake Plivo peer, over a real WebSocket on 127.0.0.1
+# ---------------------------------------------------------------------------------------------
+
+Send = Callable[[Any], Awaitable[None]]
+
+
+def frames(seconds: float) -> list[AudioChunk]:
+    """``seconds`` of a 440 Hz tone at 8 kHz as 20 ms chunks."""
+    t = np.arange(int(seconds * 8000)) / 8000
+    tone = (6000 * np.sin(2 * np.pi * 440 * t)).astype(np.int16)
+    return [AudioChunk(tone[i : i + 160], rate=8000) for i in range(0, tone.shape[0], 160)]
+
+
+async def test_a_call_through_the_codec_with_checkpoints_and_dtmf() -> None:
+    async def script(event: Any, send: Send) -> None:
+        if isinstance(event, CallStarted):
+            for chunk in frames(0.6):
+                await send(chunk)
+            await send(Mark("s1"))
+            for chunk in frames(0.4):
+                await send(chunk)
+            await send(Mark("s2"))
+
+    headers = plivo.extra_headers({"caller": "+15550001111", "token": "tok-1", "lang": "en"})
+    async with CodecServer(plivo.codec(), script) as server:
+        peer = PlivoCall(server.url, extra_headers=headers)
+        record = await peer.call(
+            caller_audio(seconds=0.5),
+            digits=[(0.2, "9")],
+            until=lambda r: len(r.echoed) == 2,
+            linger=0.1,
+        )
+        await asyncio.wait_for(server.ended.wait(), 5)
+
+    assert record.violations == [] and server.errors == []
+    call = server.events[0]
+    assert isinstance(call, CallStarted) and call.call_id == "fake-call-uuid-1"
+    assert (call.caller, call.callee, call.stream_id) == ("+15550001111", "", "fake-stream-1")
+    assert dict(call.parameters) == {"lang": "en", "token": "tok-1"}
+    assert [e for e in server.events if isinstance(e, Dtmf)] == [Dtmf("9", t=0.2)]
+    assert [e.name for e in server.events if isinstance(e, Played)] == ["s1", "s2"]
+    assert isinstance(server.events[-1], CallEnded) and server.events[-1].reason == "hangup"
+    chunks = [e for e in server.events if isinstance(e, AudioChunk)]
+    assert len(chunks) == sum(1 for _, event in record.sent if event == "media")
+    first_audio = record.events("playAudio")[0].t
+    (t1, n1), (t2, n2) = record.echoed
+    assert (n1, n2) == ("s1", "s2")
+    assert 0.55 <= t1 - first_audio <= 0.6 + 1.0
+    assert 0.95 <= t2 - first_audio <= 1.0 + 1.0
+    assert record.heard_seconds == pytest.approx(1.0)
+
+
+async def test_barge_in_clears_and_the_dropped_checkpoint_is_not_heard() -> None:
+    async def script(event: Any, send: Send) -> None:
+        if isinstance(event, CallStarted):
+            for chunk in frames(3.0):
+                await send(chunk)
+            await send(Mark("long"))
+        elif isinstance(event, Dtmf):
+            await send(Interrupted())
+
+    async with CodecServer(plivo.codec(), script) as server:
+        record = await PlivoCall(server.url).call(digits=[(0.4, "5")], hangup_at=1.0)
+        await asyncio.wait_for(server.ended.wait(), 5)
+
+    assert record.violations == [] and server.errors == []
+    assert len(record.events("clearAudio")) == 1
+    assert record.dropped == ["long"] and record.echoed == []  # Plivo drops the checkpoint
+    assert not any(isinstance(e, Played) for e in server.events)
+    assert 0.3 <= record.heard_seconds <= 1.0
+
+
+async def test_a_foreign_stream_id_ends_the_call_with_a_protocol_error() -> None:
+    class Confused(PlivoCall):
+        def media(self, chunk: int, payload: str) -> dict[str, Any]:
+            return {**super().media(chunk, payload), "streamId": "someone-else"}
+
+    async def script(event: Any, send: Send) -> None:
+        return None
+
+    async with CodecServer(plivo.codec(), script) as server:
+        record = await Confused(server.url).call(hangup_at=2.0)
+    assert [str(e) for e in server.errors] == [
+        "plivo: 'media' names another stream than this call's"
+    ]
+    assert record.closed_by_server and record.close_code == 1008
