@@ -260,3 +260,40 @@ async def test_talk_greets_hears_and_answers_through_the_devices() -> None:
     greeting = tts.synthesize_tones("Hello! I'm listening.", rate=16000)[0]
     assert (played != 0).sum() >= 0.9 * (greeting != 0).sum()  # the greeting, then the reply
     assert not sd.inputs[0].thread.is_alive() and not sd.outputs[0].thread.is_alive()
+
+
+async def test_talk_says_a_failed_reply_with_a_hint() -> None:
+    """Issue 9 item 17: a reply that failed is said, with a hint, and counted."""
+    from voicekit import ProviderConnectError
+    from voicekit.events import ReplyFailed
+
+    async def down(messages: Any, **context: Any) -> Any:
+        raise ProviderConnectError("could not connect to ollama (http://127.0.0.1:11434/v1)")
+        yield  # an async generator
+
+    question, _ = audio.load(audio.sample_path(), rate=16000)
+    sd = FakeSoundDevice(np.concatenate([np.zeros(8000, np.int16), question]), speed=2.0)
+    engines = Engines(
+        llm=down,
+        stt=stt.fake(transcripts=["What is the weather like in Rome today?"], pass_audio=True),
+        tts=tts.tones(rate=16000),
+    )
+    lines: list[str] = []
+    failed: list[ReplyFailed] = []
+    done = asyncio.Event()
+
+    def say(line: str) -> None:
+        lines.append(line)
+        if line.startswith("hint"):
+            done.set()
+
+    await asyncio.wait_for(
+        talk(engines, sd, first_message=None, say=say, until=done, failed=failed,
+             hint=lambda source: f"is {source} running?"),  # fmt: skip
+        30,
+    )
+    errors = [line for line in lines if line.startswith("error")]
+    assert errors == ["error  the reply failed (llm): " + failed[0].error]
+    assert "could not connect to ollama" in errors[0]
+    assert "hint   is llm running?" in lines
+    assert len(failed) == 1 and failed[0].source == "llm"

@@ -133,7 +133,7 @@ async def test_cli_chat_streams_a_tool_call(aimock: AimockPeer, tmp_path: Path) 
             "arguments": '{"city":"Rome","unit":"celsius"}',
         }
     }
-    assert "usage: prompt=42 completion=17" in err and "finish: tool_calls" in err
+    assert "tokens: prompt=42 completion=17" in err and "finish: tool_calls" in err
 
 
 async def test_cli_doctor(aimock: AimockPeer) -> None:

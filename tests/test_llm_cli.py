@@ -55,7 +55,7 @@ async def test_chat_hermes_preset_with_session_and_key_from_env(sse_server: SSES
         "Sure, checking.\n"
         '{"tool_call": {"id": "c1", "name": "calendar", "arguments": "{\\"day\\":\\"mon\\"}"}}\n'
     )
-    assert "usage: prompt=5 completion=2 cached=0" in err and "finish: tool_calls" in err
+    assert "tokens: prompt=5 completion=2 cached=0" in err and "finish: tool_calls" in err
     assert "sk-cli-secret" not in out + err and "15551110000" not in out + err
     recorded = sse_server.requests[-1]
     assert recorded.headers["authorization"] == "Bearer sk-cli-secret"
@@ -81,13 +81,12 @@ async def test_doctor_reports_a_failing_endpoint(sse_server: SSEServer) -> None:
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["chat", "--llm", "nope", "hi"], "unknown LLM preset 'nope'; presets are: custom, hermes"),
-        (["chat", "hi"], "give --llm PRESET or --base-url URL"),
-        (["chat", "--llm", "custom", "--model", "m", "hi"], "needs --base-url and --model"),
-        (["chat", "--llm", "openclaw", "hi"], "needs --model AGENT"),
+        (["chat", "--llm", "nope", "hi"], "unknown LLM 'nope'; give a preset (custom, hermes"),
+        (["chat", "--llm", "custom", "--model", "m", "hi"], "--llm custom needs the server's URL"),
+        (["chat", "--llm", "openclaw", "hi"], "needs the agent: --llm openclaw:AGENT or --model"),
         (["chat", "--llm", "openclaw", "--model", "bad agent", "hi"], "letters, digits"),
         (["chat", "--base-url", "ftp://x", "--model", "m", "hi"], "http:// or https://"),
-        (["doctor", "--llm", "nope"], "unknown LLM preset 'nope'"),
+        (["doctor", "--llm", "nope"], "unknown LLM 'nope'"),
     ],
 )
 def test_bad_options_exit_2_with_a_clear_message(

@@ -6,10 +6,12 @@ the agent the voice commands build is in ``_agent.py``, the latency probe in ``_
 To add a subcommand ``NAME``:
 
 1. write ``voicekit/cli/NAME.py`` with a function ``add_parser(subparsers)`` that calls
-   ``subparsers.add_parser("NAME", help=..., description=...)``, adds its arguments (the
-   voice agent's options: ``add_agent_options(parser)`` from ``voicekit.cli._agent``) and
-   ends with ``parser.set_defaults(func=run)``, where ``run(args) -> int`` returns the exit code
-   (0 done, 1 failed, 2 bad options);
+   ``subparsers.add_parser("NAME", help=..., description=...)``, adds its arguments (the LLM
+   options every subcommand shares: ``add_llm_options(parser)`` from ``voicekit.cli._llm``,
+   read with ``await resolve_cli_llm(args)``; or all the voice agent's options,
+   ``add_agent_options(parser)`` from ``voicekit.cli._agent``; write each default into the
+   help text, ``(default: %(default)s)``) and ends with ``parser.set_defaults(func=run)``,
+   where ``run(args) -> int`` returns the exit code (0 done, 1 failed, 2 bad options);
 2. add ``"NAME"`` to ``COMMANDS`` below (the order is the order of ``voicekit --help``).
 
 A module may register more than one subcommand (``chat`` also registers ``doctor``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import importlib.metadata
 import logging
 from collections.abc import Sequence
 
@@ -38,10 +41,20 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="voicekit", description="Voice agents from composable async-generator stages."
     )
+    parser.add_argument("--version", action="version", version=f"voicekit {_version()}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
         importlib.import_module(f"{__name__}.{name}").add_parser(subparsers)
     return parser
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("voicekit")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        from .. import __version__
+
+        return __version__
 
 
 class _PrintedByTheCommand(logging.Filter):

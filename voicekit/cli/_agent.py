@@ -24,7 +24,7 @@ import numpy.typing as npt
 
 from .. import _compute
 from .._agent import Tool, agent
-from .._errors import ConfigError
+from .._errors import ConfigError, ProviderError, VoicekitError
 from ..audio import read
 from ..events import (
     AudioChunk,
@@ -36,7 +36,7 @@ from ..events import (
     TurnEnded,
 )
 from ..llm.local import demo_tools, local_responder
-from ..llm.resolve import describe_url, resolve_llm
+from ..llm.resolve import describe_url
 from ..ops import Flow, Stage
 from ..session import Session
 from ..stt import openai_stt, whisper
@@ -47,19 +47,23 @@ from ..tts._piper import PiperSettings
 from ..turns import turns
 from ..vad import vad
 from ._latency import LatencyProbe, TurnLatency, paced_audio
+from ._llm import add_llm_options, failure_hint, resolve_cli_llm
 
 __all__ = [
     "DEFAULT_SYSTEM",
+    "Engine",
     "Engines",
     "Exchange",
     "add_agent_options",
     "answer_recording",
     "build_engines",
     "converse",
+    "output_dir",
     "pipeline",
     "prepare",
     "recording_feed",
     "reply_text",
+    "report_error",
 ]
 
 DEFAULT_SYSTEM = (
@@ -79,40 +83,11 @@ transcribing then, instead of ``stop_secs`` (0.2 s) later, and keeps the result 
 confirms it."""
 
 
-_RUNTIME_NAMES = {
-    "ollama": "Ollama",
-    "lmstudio": "LM Studio",
-    "vllm": "vLLM",
-    "llamacpp": "llama.cpp",
-}
-
-
-def failure_hint(args: argparse.Namespace, source: str) -> str:
-    """One line telling the user what to check after a reply failed in ``source``.
-
-    >>> failure_hint(argparse.Namespace(llm="ollama"), "llm")
-    'is Ollama running? try `voicekit doctor --llm ollama`'
-    """
-    if source != "llm":
-        return f"the {source.upper()} failed; run with --{source} local to use the offline default"
-    llm = getattr(args, "llm", None)
-    if not llm:
-        return "check the LLM settings (VOICEKIT_LLM_BASE_URL, OPENAI_API_KEY) or pass --llm"
-    preset = llm.split(":", 1)[0].lower()
-    what = _RUNTIME_NAMES.get(preset, f"the LLM at {llm!s}")
-    return f"is {what} running? try `voicekit doctor --llm {llm}`"
-
-
 def add_agent_options(parser: argparse.ArgumentParser) -> None:
-    """Add ``--llm --stt --tts --voice --system`` to a subcommand."""
-    group = parser.add_argument_group("agent")
-    group.add_argument(
-        "--llm",
-        metavar="LLM",
-        help="a preset (ollama, openai, lmstudio:MODEL, …), a base URL, or 'local' "
-        "(default: $VOICEKIT_LLM_BASE_URL, $OPENAI_API_KEY, a local gateway that answers, "
-        "else the offline responder)",
-    )
+    """Add the LLM options (:func:`~voicekit.cli._llm.add_llm_options`) and ``--stt --tts
+    --voice --system`` to a subcommand."""
+    add_llm_options(parser)
+    group = parser.add_argument_group("speech")
     group.add_argument(
         "--stt",
         metavar="STT",
@@ -131,8 +106,36 @@ def add_agent_options(parser: argparse.ArgumentParser) -> None:
         help="the voice: a Piper .onnx file for piper, a voice name for openai/xai",
     )
     group.add_argument(
-        "--system", metavar="TEXT", help="system instruction for the LLM (a short default)"
+        "--system",
+        metavar="TEXT",
+        help="system instruction for the LLM (default: a short one asking for brief spoken "
+        "answers; none for the offline responder)",
     )
+
+
+def report_error(command: str, exc: BaseException, args: argparse.Namespace) -> int:
+    """Print why ``voicekit COMMAND`` could not start (one line, and a hint when an LLM server
+    did not answer) on stderr; the exit code: 2 for bad options, else 1."""
+    if isinstance(exc, ConfigError):
+        print(f"voicekit {command}: {exc}", file=sys.stderr)
+        return 2
+    if isinstance(exc, VoicekitError):
+        print(f"voicekit {command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if isinstance(exc, ProviderError):
+            print(f"hint: {failure_hint(args, 'llm')}", file=sys.stderr)
+        return 1
+    print(f"voicekit {command}: {exc}", file=sys.stderr)
+    return 1
+
+
+def output_dir(text: str) -> Path:
+    """An ``--out`` value: a directory, existing or not — not a file (``argparse`` type)."""
+    path = Path(text)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(
+            f"{text} is a file; --out names a directory (it is created if missing)"
+        )
+    return path
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +262,8 @@ async def build_engines(args: argparse.Namespace) -> Engines:
     """
     stt = stt_engine(args.stt)
     tts = tts_engine(args.tts, args.voice)
-    llm, llm_about = await resolve_llm(args.llm)
+    resolved = await resolve_cli_llm(args)
+    llm, llm_about = resolved.llm, resolved.about
     local = llm is local_responder
     return Engines(
         llm=llm,

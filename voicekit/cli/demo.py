@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
 from typing import Any
 
 from .. import audio
-from .._errors import ConfigError, VoicekitError
+from .._errors import VoicekitError
 from ..audio import from_array, resample, telephone
 from ..events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
 from ._agent import (
@@ -25,11 +24,13 @@ from ._agent import (
     add_agent_options,
     answer_recording,
     build_engines,
-    failure_hint,
+    output_dir,
     prepare,
     reply_text,
+    report_error,
 )
 from ._latency import format_turn
+from ._llm import failure_hint
 
 __all__ = ["add_parser", "run"]
 
@@ -45,9 +46,20 @@ def add_parser(subparsers: Any) -> None:
         ),
     )
     parser.add_argument(
-        "--out", type=Path, default=Path("voicekit-demo-out"), help="where to write outputs"
+        "--out",
+        type=output_dir,
+        default=Path("voicekit-demo-out"),
+        metavar="DIR",
+        help="the directory to write the outputs into (default: %(default)s)",
     )
-    parser.add_argument("--input", type=Path, default=None, help="a recording to use instead")
+    parser.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="a recording to answer (default: the bundled question, 'What is the weather like "
+        "in Rome today?')",
+    )
     add_agent_options(parser)
     parser.set_defaults(func=run)
 
@@ -58,15 +70,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         return asyncio.run(_demo(args))
-    except ConfigError as exc:
-        print(f"voicekit demo: {exc}", file=sys.stderr)
-        return 2
-    except VoicekitError as exc:
-        print(f"voicekit demo: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    except OSError as exc:
-        print(f"voicekit demo: {exc}", file=sys.stderr)
-        return 1
+    except (VoicekitError, OSError) as exc:
+        return report_error("demo", exc, args)
     except KeyboardInterrupt:
         return 130
 

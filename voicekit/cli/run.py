@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import audio
-from .._errors import ConfigError, VoicekitError
+from .._errors import VoicekitError
 from ..audio import from_array
 from ._agent import (
     Engines,
@@ -26,9 +26,11 @@ from ._agent import (
     add_agent_options,
     answer_recording,
     build_engines,
-    failure_hint,
+    output_dir,
     prepare,
+    report_error,
 )
+from ._llm import failure_hint
 
 __all__ = ["Progress", "add_parser", "run", "table"]
 
@@ -45,7 +47,11 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("inputs", nargs="+", type=Path, metavar="IN.wav", help="recordings")
     parser.add_argument(
-        "--out", type=Path, default=Path("voicekit-run-out"), help="where to write outputs"
+        "--out",
+        type=output_dir,
+        default=Path("voicekit-run-out"),
+        metavar="DIR",
+        help="the directory to write the outputs into (default: %(default)s)",
     )
     add_agent_options(parser)
     parser.set_defaults(func=run)
@@ -97,12 +103,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.out.mkdir(parents=True, exist_ok=True)
         rows = asyncio.run(_run(args))
-    except ConfigError as exc:
-        print(f"voicekit run: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"voicekit run: {exc}", file=sys.stderr)
-        return 1
+    except (VoicekitError, OSError) as exc:
+        return report_error("run", exc, args)
     except KeyboardInterrupt:
         return 130
     print(table(rows))

@@ -27,10 +27,26 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import ConfigError, VoicekitError
-from ..events import AudioChunk, Interrupted, SessionUpdated, Transcript, TurnStarted
-from ._agent import Engines, add_agent_options, build_engines, converse, prepare, reply_text
+from .._errors import VoicekitError
+from ..events import (
+    AudioChunk,
+    Interrupted,
+    ReplyFailed,
+    SessionUpdated,
+    Transcript,
+    TurnStarted,
+)
+from ._agent import (
+    Engines,
+    add_agent_options,
+    build_engines,
+    converse,
+    prepare,
+    reply_text,
+    report_error,
+)
 from ._latency import LatencyProbe, TurnLatency
+from ._llm import failure_hint
 
 __all__ = [
     "FIRST_MESSAGE",
@@ -266,8 +282,14 @@ async def talk(
     output_device: Any = None,
     say: Callable[[str], Any] = print,
     until: asyncio.Event | None = None,
+    hint: Callable[[str], str] | None = None,
+    failed: list[ReplyFailed] | None = None,
 ) -> None:
-    """Talk through the devices of ``sd`` until ``until`` is set (or the task is cancelled)."""
+    """Talk through the devices of ``sd`` until ``until`` is set (or the task is cancelled).
+
+    A failed reply is said (``error`` and, if ``hint`` gives one for its source, ``hint``) and
+    appended to ``failed``.
+    """
     probe = LatencyProbe(on_turn=lambda turn: say(_latency_line(turn)))
     microphone = Microphone(sd, device=input_device)
     speaker = Speaker(sd, device=output_device)
@@ -279,6 +301,12 @@ async def talk(
             speaker.flush()  # the user speaks: stop talking at once
         elif isinstance(item, Transcript) and item.final:
             say(f"you    {item.text}")
+        elif isinstance(item, ReplyFailed):
+            say(f"error  the reply failed ({item.source}): {item.error}")
+            if hint is not None:
+                say(f"hint   {hint(item.source)}")
+            if failed is not None:
+                failed.append(item)
         elif isinstance(item, SessionUpdated):
             said = reply_text(item.session)
             if said:
@@ -311,7 +339,8 @@ def _latency_line(turn: TurnLatency) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``voicekit talk``: 1 without a usable audio device, 2 for bad options, 0 on Ctrl-C."""
+    """``voicekit talk``: 0 on Ctrl-C after a good conversation, 1 without a usable audio
+    device or when a reply failed, 2 for bad options."""
     input_device, output_device = _device(args.input_device), _device(args.output_device)
     try:
         sd = load_sounddevice()
@@ -324,20 +353,27 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
+    failed: list[ReplyFailed] = []
     try:
-        asyncio.run(_talk(args, sd, input_device, output_device))
-    except ConfigError as exc:
-        print(f"voicekit talk: {exc}", file=sys.stderr)
-        return 2
+        asyncio.run(_talk(args, sd, input_device, output_device, failed))
     except VoicekitError as exc:
-        print(f"voicekit talk: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
+        return report_error("talk", exc, args)
     except KeyboardInterrupt:
         print("\nbye", file=sys.stderr)
+    if failed:
+        print(f"voicekit talk: {len(failed)} repl{'y' if len(failed) == 1 else 'ies'} failed",
+              file=sys.stderr)  # fmt: skip
+        return 1
     return 0
 
 
-async def _talk(args: argparse.Namespace, sd: Any, input_device: Any, output_device: Any) -> None:
+async def _talk(
+    args: argparse.Namespace,
+    sd: Any,
+    input_device: Any,
+    output_device: Any,
+    failed: list[ReplyFailed],
+) -> None:
     engines = await build_engines(args)
     for line in engines.about:
         print(line, flush=True)
@@ -349,4 +385,6 @@ async def _talk(args: argparse.Namespace, sd: Any, input_device: Any, output_dev
         first_message=args.first_message,
         input_device=input_device,
         output_device=output_device,
+        hint=lambda source: failure_hint(args, source),
+        failed=failed,
     )

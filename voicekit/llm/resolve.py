@@ -104,7 +104,13 @@ async def _from_url(
     url: str, *, model: str | None, api_key: str | None, probe: bool, where: str
 ) -> Endpoint:
     if not model and probe:
-        model = await _first_model(custom(base_url=url, model="-", api_key=api_key))
+        result = await warmup(custom(base_url=url, model="-", api_key=api_key))
+        if not isinstance(result, Success):  # not reachable: no setting would fix that
+            raise ConfigError(
+                f"{where}: the LLM server at {describe_url(url)} could not be asked which model "
+                f"to use: {result.failure()}; is it running? (or set VOICEKIT_LLM_MODEL)"
+            )
+        model = str(result.unwrap()[0]) if result.unwrap() else None
     if not model:
         raise ConfigError(
             f"{where}: no model for {describe_url(url)}; set VOICEKIT_LLM_MODEL "
