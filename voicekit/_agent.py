@@ -97,6 +97,15 @@ before any audio of the reply was yielded (partial tokens count for nothing: onl
 ``llm_error_message`` — when given — is spoken through the same TTS path; it is not recorded
 in the history. A TTS error is reported the same way, without the spoken fallback. An error
 caused by a barge-in is no error: it is never reported and never spoken about.
+
+A turn never ends in silence without a word. A reply that gave no audio at all (the LLM's
+text was empty, blank or had nothing speakable) is a ``ReplyFailed("llm", ...)`` with the
+fallback spoken; so is a model that still calls a tool when it must answer (after
+``max_tool_rounds`` rounds; those calls get :data:`OVER_LIMIT_RESULT` and are not run) — then
+the fallback is spoken even if something was said before, since the turn got no answer. An
+empty last round after a spoken tool round ("I set your alarm." + a call) is no failure. A tool
+call when the agent has no tools is answered with :data:`NOT_OFFERED_RESULT` and the LLM is
+asked again (at most ``max_tool_rounds`` times).
 """
 
 from __future__ import annotations
@@ -114,7 +123,7 @@ import httpx
 
 from ._agent_tools import Tool, run_tool, tool, tools_of
 from ._compute import settle
-from ._errors import ConfigError, StageError
+from ._errors import ConfigError, ProviderResponseError, StageError
 from ._http import new_client
 from ._secrets import redact
 from .events import (
@@ -143,7 +152,16 @@ from .text import sentences, split_sentences
 from .turns import turns as make_turns
 from .vad import vad as make_vad
 
-__all__ = ["CANCELLED_RESULT", "LLM", "OVER_LIMIT_RESULT", "Tool", "agent", "tool", "voice_agent"]
+__all__ = [
+    "CANCELLED_RESULT",
+    "LLM",
+    "NOT_OFFERED_RESULT",
+    "OVER_LIMIT_RESULT",
+    "Tool",
+    "agent",
+    "tool",
+    "voice_agent",
+]
 
 _log = logging.getLogger("voicekit.agent")
 
@@ -157,6 +175,9 @@ CANCELLED_RESULT = json.dumps({"error": "cancelled: the user interrupted before 
 
 OVER_LIMIT_RESULT = json.dumps({"error": "not run: too many tool rounds in one turn"})
 """The tool result recorded for a call made after ``max_tool_rounds`` rounds."""
+
+NOT_OFFERED_RESULT = json.dumps({"error": "no such tool: tools were not offered"})
+"""The tool result recorded for a call made when the agent has no tools."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,6 +241,8 @@ class _Reply:
         "recording",
         "said",
         "spoke",
+        "text",
+        "tool",
     )
 
     def __init__(self, base: Session) -> None:
@@ -233,6 +256,8 @@ class _Reply:
         self.cancelled = False
         self.llm_error: BaseException | None = None
         self.pending: list[ToolCall] = []
+        self.text: list[str] = []  # the LLM's text so far, all rounds
+        self.tool: str | None = None  # the tool running now
         # clear while the reply is speculative, and after its promotion until its held output
         # is handled: what depends on what was heard (tool rounds, errors, the end) waits
         self.live = asyncio.Event()
@@ -312,6 +337,8 @@ async def _llm_events(
             elif isinstance(event, ResponsesState | Continuity):
                 reply.base = event.apply(reply.base)
             for out in replay.filter(event):
+                if isinstance(out, Token):
+                    reply.text.append(out.text)
                 yield out
     finally:
         aclose = getattr(stream, "aclose", None)
@@ -377,12 +404,15 @@ def _original(exc: BaseException) -> BaseException:
     return exc.original if isinstance(exc, StageError) else exc
 
 
-async def _fail(cfg: _Config, reply: _Reply, exc: BaseException) -> AsyncIterator[Any]:
-    """Report a failed reply; speak the error message if nothing was heard of it yet."""
+async def _fail(
+    cfg: _Config, reply: _Reply, exc: BaseException, *, unanswered: bool = False
+) -> AsyncIterator[Any]:
+    """Report a failed reply; speak the error message if nothing was heard of it yet (or, with
+    ``unanswered``, if the turn got no answer although something was said before it failed)."""
     await reply.live.wait()  # a speculative reply's failure is news only once it is promoted
     from_llm = reply.llm_error is not None
     error = reply.llm_error if reply.llm_error is not None else _original(exc)
-    speak = bool(from_llm and cfg.llm_error_message and not reply.audio)
+    speak = bool(from_llm and cfg.llm_error_message and (unanswered or not reply.audio))
     where = "llm" if from_llm else "tts"
     text = redact(f"{type(error).__name__}: {error}")
     _log.warning("reply failed (%s): %s", where, text)
@@ -426,21 +456,63 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
                 yield item
             break
         if not calls:
+            await reply.live.wait()
+            if not reply.audio:  # the turn gets no answer at all: a failure to hear about
+                reply.llm_error = _empty(reply)
+                async for item in _fail(cfg, reply, reply.llm_error):
+                    yield item
             break
         await reply.live.wait()  # never run a tool for a turn that has not ended
         reply.commit_calls(calls)
-        if offer is None:
+        if offer is None and specs is not None:
             for call in calls:
                 reply.add_result(call, OVER_LIMIT_RESULT)
                 yield ToolResult(call.id, call.name, OVER_LIMIT_RESULT)
+            reply.llm_error = _looped(rounds + 1)
+            async for item in _fail(cfg, reply, reply.llm_error, unanswered=True):
+                yield item
             break
         for call in calls:
-            content, _ = await run_tool(by_name, call)
+            if specs is None:
+                content = NOT_OFFERED_RESULT
+            else:
+                reply.tool = call.name
+                try:
+                    content, _ = await run_tool(by_name, call)
+                finally:
+                    reply.tool = None
             reply.add_result(call, content)
             yield ToolResult(call.id, call.name, content)
         rounds += 1
+        if specs is None and rounds > cfg.max_tool_rounds:
+            reply.llm_error = _looped(rounds, offered=False)
+            async for item in _fail(cfg, reply, reply.llm_error, unanswered=True):
+                yield item
+            break
     await reply.live.wait()
     yield SessionUpdated(reply.finish(interrupted=False))
+
+
+def _empty(reply: _Reply) -> ProviderResponseError:
+    """The error for a reply that ended with nothing spoken."""
+    text = "".join(reply.text).strip()
+    if not text:
+        what = "the LLM's reply was empty"
+    else:
+        what = f"the LLM's reply had nothing to speak: {text[:60]!r}"
+    return ProviderResponseError(what, provider="llm")
+
+
+def _looped(rounds: int, *, offered: bool = True) -> ProviderResponseError:
+    """The error for a reply that was still calling tools when it had to answer."""
+    if offered:
+        what = (
+            f"the LLM called tools in every round ({rounds} rounds) and never answered; "
+            "the calls made when no more tools were offered were not run"
+        )
+    else:
+        what = f"the LLM called tools in {rounds} rounds although no tools were offered"
+    return ProviderResponseError(what, provider="llm")
 
 
 async def _greet(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
