@@ -359,3 +359,28 @@ async def test_a_foreign_stream_id_ends_the_call_with_a_protocol_error() -> None
         "plivo: 'media' names another stream than this call's"
     ]
     assert record.closed_by_server and record.close_code == 1008
+
+
+def test_signature_v3_signs_url_sorted_params_and_nonce() -> None:
+    import hashlib
+    import hmac
+
+    def expected(message: str) -> str:
+        digest = hmac.new(b"tok", message.encode(), hashlib.sha256).digest()
+        return base64.b64encode(digest).decode()
+
+    form = {"To": "+2", "CallUUID": "c-1", "From": "+1"}
+    url = "https://h.test/plivo/voice"
+    assert plivo.signature_v3("tok", url, form, "n1") == expected(
+        "https://h.test/plivo/voice?CallUUIDc-1From+1To+2.n1"
+    )
+    assert plivo.signature_v3("tok", url + "?b=2&a=1", form, "n1") == expected(
+        "https://h.test/plivo/voice?a=1&b=2.CallUUIDc-1From+1To+2.n1"
+    )
+    assert plivo.signature_v3("tok", url, {}, "n1") == expected("https://h.test/plivo/voice.n1")
+    good = plivo.signature_v3("tok", url, form, "n1")
+    assert plivo.verify_signature("tok", url, form, "n1", good)
+    assert plivo.verify_signature("tok", url, form, "n1", f"other,{good}")
+    assert not plivo.verify_signature("tok", url, form, "n2", good)
+    assert not plivo.verify_signature("tok", url, {**form, "To": "+3"}, "n1", good)
+    assert not plivo.verify_signature("tok", url, form, "", good)

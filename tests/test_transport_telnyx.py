@@ -353,3 +353,23 @@ async def test_media_before_start_ends_the_call_with_a_protocol_error() -> None:
         record = await Rude(server.url).call(hangup_at=2.0)
     assert [str(e) for e in server.errors] == ["telnyx: 'media' before 'start'"]
     assert record.closed_by_server and record.close_code == 1008
+
+
+def test_verify_webhook_ed25519() -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+    private = Ed25519PrivateKey.generate()
+    public = base64.b64encode(
+        private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    ).decode()
+    body = b"CallSid=v3%3Aabc&From=%2B1555"
+    signature = base64.b64encode(private.sign(b"1700000000|" + body)).decode()
+    assert telnyx.verify_webhook(public, body, signature, "1700000000", now=1700000100)
+    assert not telnyx.verify_webhook(public, body + b"x", signature, "1700000000", now=1700000100)
+    assert not telnyx.verify_webhook(public, body, signature, "1700000001", now=1700000100)
+    assert not telnyx.verify_webhook(public, body, signature, "1700000000", now=1700000400)
+    assert not telnyx.verify_webhook(public, body, "not base64!", "1700000000", now=1700000000)
+    assert not telnyx.verify_webhook(public, body, signature, "soon", now=1700000000)
+    with pytest.raises(ConfigError, match="TELNYX_PUBLIC_KEY"):
+        telnyx.verify_webhook("short", body, signature, "1700000000")

@@ -33,7 +33,10 @@ away is dropped (nothing was heard); an echo of a mark never sent is a protocol 
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -52,6 +55,7 @@ __all__ = [
     "answer_command",
     "codec",
     "texml",
+    "verify_webhook",
     "webhook_call",
 ]
 
@@ -284,3 +288,44 @@ def webhook_call(form: Mapping[str, str]) -> tuple[str, str, str]:
 def _check_ws_url(url: str) -> None:
     if not isinstance(url, str) or not url.startswith(("wss://", "ws://")):
         raise ConfigError("telnyx: the stream URL must start with wss:// (or ws://)")
+
+
+WEBHOOK_TOLERANCE = 300.0
+"""How old (or how far in the future), in seconds, a signed webhook may be."""
+
+
+def verify_webhook(
+    public_key: str,
+    body: bytes,
+    signature: str,
+    timestamp: str,
+    *,
+    now: float | None = None,
+    tolerance: float = WEBHOOK_TOLERANCE,
+) -> bool:
+    """True when ``signature`` (the ``telnyx-signature-ed25519`` header, base64) is Telnyx's
+    Ed25519 signature of ``"{timestamp}|{body}"`` under ``public_key`` (the account's public
+    key, base64, as in ``TELNYX_PUBLIC_KEY``) and ``timestamp`` (``telnyx-timestamp``, Unix
+    seconds) is within ``tolerance`` of ``now``. Needs ``cryptography`` (the ``serve`` extra).
+    """
+    try:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    except ImportError as exc:  # pragma: no cover - the serve extra installs it
+        raise ConfigError(
+            'telnyx: checking webhook signatures needs cryptography: pip install "voicekit[serve]"'
+        ) from exc
+    try:
+        key = Ed25519PublicKey.from_public_bytes(base64.b64decode(public_key, validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ConfigError("telnyx: TELNYX_PUBLIC_KEY is not a base64 Ed25519 public key") from exc
+    if not timestamp.isdigit():
+        return False
+    clock = time.time() if now is None else now
+    if abs(clock - int(timestamp)) > tolerance:
+        return False
+    try:
+        key.verify(base64.b64decode(signature, validate=True), timestamp.encode() + b"|" + body)
+    except (binascii.Error, ValueError, InvalidSignature):
+        return False
+    return True
