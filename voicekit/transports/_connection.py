@@ -242,7 +242,12 @@ class _Outbound:
         self._pending = data[whole:]
 
     async def flush(self) -> None:
-        """Send the last, shorter frame (before a mark, or at the end)."""
+        """Send what the resampler holds and the last, shorter frame (before a mark, at the
+        end)."""
+        if self._resampler is not None:
+            tail = self._resampler.flush()
+            if tail.shape[0]:
+                self._pending = np.concatenate((self._pending, tail))
         if self._pending.shape[0]:
             pending, self._pending = self._pending, np.zeros(0, dtype=np.int16)
             await self._send_frame(pending)

@@ -50,7 +50,7 @@ class StreamResampler:
     """
 
     __slots__ = (
-        "_bank", "_buf", "_down", "_next", "_start", "_taps", "_up", "in_rate", "out_rate"
+        "_bank", "_buf", "_down", "_fed", "_next", "_start", "_taps", "_up", "in_rate", "out_rate"
     )
 
     def __init__(self, in_rate: int, out_rate: int) -> None:
@@ -66,11 +66,13 @@ class StreamResampler:
         self._buf = np.zeros(self._taps // 2, dtype=np.float32)  # leading zeros centre the filter
         self._start = 0  # absolute input index of _buf[0] (the leading zeros included)
         self._next = 0  # next output sample number
+        self._fed = 0  # input samples pushed since the reset
 
     def push(self, samples: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
         """Feed the next piece of input; return the output that is complete so far."""
         if self.in_rate == self.out_rate:
             return samples
+        self._fed += samples.shape[0]
         self._buf = np.concatenate((self._buf, samples.astype(np.float32)))
         end = self._start + self._buf.shape[0]  # one past the last input sample held
         taps = self._taps
@@ -88,3 +90,18 @@ class StreamResampler:
         self._buf = self._buf[keep_from:]
         self._start += keep_from
         return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+    def flush(self) -> npt.NDArray[np.int16]:
+        """The output still held back by the filter (the signal has ended), then :meth:`reset`.
+
+        >>> r = StreamResampler(8000, 16000)
+        >>> r.push(np.zeros(160, dtype=np.int16)).shape[0] + r.flush().shape[0]
+        320
+        """
+        if self.in_rate == self.out_rate:
+            return np.zeros(0, dtype=np.int16)
+        total = -(-self._fed * self._up // self._down)  # every output the input accounts for
+        wanted = total - self._next
+        out = self.push(np.zeros(self._taps, dtype=np.int16))[: max(wanted, 0)]
+        self.reset()
+        return out
