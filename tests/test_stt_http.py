@@ -170,13 +170,10 @@ async def test_pass_audio_and_empty_transcripts(server: AudioServer) -> None:
     assert len(chunks) == 50 and len(server.requests) == 1
 
 
-async def test_a_stream_without_markers_is_one_utterance(server: AudioServer) -> None:
-    samples = signal(0.5)
-    server.transcripts.append("all of it")
-    out = await stt.openai_stt(marked(samples, []), endpoint=endpoint(server)).list()
-    assert out == [Transcript("all of it", final=True, t=0.0)]
-    assert server.uploads[0].wav is not None
-    np.testing.assert_array_equal(server.uploads[0].wav.samples, samples)
+async def test_a_stream_without_markers_is_never_sent(server: AudioServer) -> None:
+    server.transcripts.append("noise heard as words")
+    out = await stt.openai_stt(marked(signal(5.0), []), endpoint=endpoint(server)).list()
+    assert out == [] and server.requests == []  # no VAD said "speech": nothing to transcribe
 
 
 async def test_a_shared_client_is_used_and_kept_open(server: AudioServer) -> None:

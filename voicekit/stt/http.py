@@ -50,7 +50,13 @@ from .._http import (
 from ..audio import AudioInput, to_wav_bytes
 from ..events import AudioChunk
 from ..ops import stage
-from ._utterances import RATE, check_pre_roll, recognize_utterances
+from ._utterances import (
+    MAX_UTTERANCE,
+    RATE,
+    check_max_utterance,
+    check_pre_roll,
+    recognize_utterances,
+)
 from ._whisper import _as_pcm16k
 
 __all__ = ["DEFAULT_STT_MODEL", "EndpointOption", "openai_stt", "transcribe_http"]
@@ -153,6 +159,7 @@ async def openai_stt(
     pass_audio: bool = False,
     options: Mapping[str, Any] | None = None,
     client: httpx.AsyncClient | None = None,
+    max_utterance: float = MAX_UTTERANCE,
 ) -> AsyncIterator[Any]:
     """Transcribe each utterance between speech markers over ``/audio/transcriptions``.
 
@@ -163,7 +170,9 @@ async def openai_stt(
     ``language`` (ISO 639-1, e.g. ``"en"``; None lets the service detect it), ``prompt``,
     ``temperature`` and any further ``options``. Each answer becomes a
     ``Transcript(text, final=True, t=onset)``, in utterance order; empty texts yield nothing.
-    Markers and other items pass through; audio only with ``pass_audio``.
+    Markers and other items pass through; audio only with ``pass_audio``. An utterance longer
+    than ``max_utterance`` seconds is sent in pieces; audio the VAD never called speech (a
+    stream without markers included) is never sent.
 
     ``endpoint``: an :class:`~voicekit.llm.Endpoint` (``llm.openai()``, ``llm.groq()``, …), a base
     URL for a keyless local server, or None for OpenAI with ``$OPENAI_API_KEY``. ``client``: an
@@ -180,6 +189,7 @@ async def openai_stt(
         what="openai_stt",
     )
     pre_roll = check_pre_roll(pre_roll)
+    max_utterance = check_max_utterance(max_utterance)
     http = client if client is not None else new_client()
 
     async def recognize(pcm: npt.NDArray[np.int16]) -> str:
@@ -187,7 +197,11 @@ async def openai_stt(
 
     try:
         utterances = recognize_utterances(
-            source, recognize, pre_roll=pre_roll, pass_audio=pass_audio
+            source,
+            recognize,
+            pre_roll=pre_roll,
+            pass_audio=pass_audio,
+            max_utterance=max_utterance,
         )
         async with contextlib.aclosing(cast(AsyncGenerator[Any, None], utterances)) as items:
             async for item in items:
