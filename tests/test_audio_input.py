@@ -260,3 +260,72 @@ def test_audio_chunk_keeps_plain_numbers() -> None:
     assert (chunk.rate, chunk.t, chunk.duration, chunk.end) == (8000, 0.5, 0.02, 0.52)
     assert AudioChunk(np.zeros(1, dtype=np.int16), 8000, 2).t == 2.0
     assert AudioChunk(np.zeros(0, dtype=np.int16), 8000).duration == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Downmixing: the mean of the channels, or one channel picked with channel=
+
+
+def antiphase(frames: int = 16000) -> np.ndarray:
+    left = to_int16(0.4 * np.sin(np.arange(frames) * 0.07))
+    return np.stack([left, -left], axis=1)  # R = -L, exactly
+
+
+async def test_channels_in_antiphase_average_to_silence_with_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "inverted.wav"
+    sf.write(path, antiphase(), 16000)
+    message = r"inverted\.wav: its channels cancel out when averaged .*pass channel="
+    with pytest.warns(AudioWarning, match=message):
+        mixed, _ = await to_array(read(path))
+    assert mixed.shape == (16000,) and not mixed.any()  # the documented rule: the mean
+    with pytest.warns(AudioWarning, match=message):
+        assert not load(path, rate=8000)[0].any()
+    with pytest.warns(AudioWarning, match=r"from_array: its channels cancel out"):
+        assert not (await to_array(from_array(antiphase(), 16000)))[0].any()
+    left = 0.4 * np.sin(np.arange(8000) * 0.07)
+    with pytest.warns(AudioWarning, match=r"nearly cancel out when averaged \(66 dB quieter"):
+        await from_array(np.stack([left, -0.999 * left]), 8000).list()
+
+
+@pytest.mark.usefixtures("no_audio_warnings")
+async def test_channel_picks_one_channel(tmp_path: Path) -> None:
+    stereo = antiphase()
+    path = tmp_path / "inverted.wav"
+    sf.write(path, stereo, 16000)
+    left, right = stereo[:, 0], stereo[:, 1]
+    assert np.array_equal((await to_array(read(path, channel=0)))[0], left)
+    assert np.array_equal((await to_array(read(path, rate=None, channel=1)))[0], right)
+    assert np.array_equal(load(path, channel=1)[0], right)
+    assert np.array_equal((await to_array(from_array(stereo, 16000, channel=0)))[0], left)
+    assert np.array_equal((await to_array(from_array(stereo.T, 16000, channel=1)))[0], right)
+    mono = np.zeros(100, dtype=np.int16)
+    assert (await to_array(from_array(mono, 8000, channel=0)))[0].shape == (100,)
+
+
+@pytest.mark.usefixtures("no_audio_warnings")
+async def test_ordinary_stereo_and_silence_do_not_warn(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    voice = 0.3 * np.sin(np.arange(16000) * 0.05)
+    stereo = np.stack([voice, 0.5 * voice + 0.01 * rng.standard_normal(16000)], axis=1)
+    path = tmp_path / "stereo.flac"
+    sf.write(path, stereo, 16000)
+    assert np.abs((await to_array(read(path)))[0]).max() > 5000
+    sf.write(path, np.zeros((16000, 2)), 16000)  # silent channels: nothing is lost
+    assert not load(path)[0].any()
+    await to_array(from_array(np.zeros((800, 2)), 8000))
+
+
+async def test_a_channel_that_is_not_there(tmp_path: Path) -> None:
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.zeros((100, 2)), 8000)
+    with pytest.raises(AudioError, match=r"\[read\] .*stereo\.wav has 2 channels \(0 to 1\); "):
+        await read(path, channel=2).list()
+    with pytest.raises(AudioError, match=r"stereo\.wav has 2 channels .*there is no channel 5"):
+        load(path, channel=5)
+    with pytest.raises(AudioError, match=r"from_array: the array \(shape \(100,\)\) has 1 chan"):
+        from_array(np.zeros(100), 8000, channel=1)
+    for bad in (-1, True, 0.0, "left"):
+        with pytest.raises(AudioError, match=r"channel must be None .* or a channel index"):
+            read(path, channel=bad)
+        with pytest.raises(AudioError, match=r"channel must be None"):
+            from_array(np.zeros((100, 2)), 8000, channel=bad)

@@ -12,13 +12,18 @@ from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source
 from ._convert import (
+    cancellation,
+    channel_in_range,
+    check_channel,
     check_rate,
     describe_sample,
     downmix,
+    energies,
     first_bad,
     frames_first,
     frames_per,
     to_int16,
+    warn,
 )
 from ._io import source_flow
 
@@ -32,15 +37,19 @@ async def _array_chunks(
         yield AudioChunk(samples[start : start + size], rate, start / rate)
 
 
-def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Flow[AudioChunk]:
+def from_array(
+    samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20, channel: int | None = None
+) -> Flow[AudioChunk]:
     """Stream samples held in memory as :class:`AudioChunk` s of ``chunk_ms`` (the last may be
     shorter).
 
-    ``samples`` are int16, or float at full scale ±1.0; 1-D (mono) or 2-D with several channels,
-    which are averaged. A 2-D array may be (frames, channels) or (channels, frames): the shorter
-    axis holds the channels (at most 32), and a square array is (frames, channels) — so a
-    ``(2, n)`` array is stereo, never ``n`` channels of 2 samples. Samples are converted (and
-    copied) now, so bad samples fail here, not later.
+    ``samples`` are int16, or float at full scale ±1.0; 1-D (mono) or 2-D with several channels.
+    A 2-D array may be (frames, channels) or (channels, frames): the shorter axis holds the
+    channels (at most 32), and a square array is (frames, channels) — so a ``(2, n)`` array is
+    stereo, never ``n`` channels of 2 samples. Channels are averaged, or ``channel`` picks one;
+    as with :func:`~voicekit.audio.read`, channels in antiphase average to silence, with an
+    :class:`~voicekit.AudioWarning`. Samples are converted (and copied) now, so bad samples fail
+    here, not later.
 
     >>> import asyncio
     >>> flow = from_array(np.zeros(800, dtype=np.int16), 16000)
@@ -49,6 +58,7 @@ def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Fl
     """
     rate = check_rate(rate)
     size = frames_per(chunk_ms, rate)
+    channel = check_channel(channel)
     array = np.asarray(samples)
     if array.ndim != 1:
         table, transposed = frames_first(array, "from_array")
@@ -65,8 +75,16 @@ def from_array(samples: npt.ArrayLike, rate: int, *, chunk_ms: float = 20) -> Fl
         where = describe_sample(frame, channel, rate=rate, extra=index)
         raise AudioError(f"from_array: {where} is {value}; audio must be finite")
     pcm = to_int16(table)  # checks the dtype
-    if pcm.ndim == 2 and pcm.shape[1] > 1:
-        mono = to_int16(downmix(table))  # average the original values, not the rounded ones
+    channels = 1 if pcm.ndim == 1 else pcm.shape[1]
+    channel_in_range(channel, channels, f"from_array: the array (shape {array.shape})")
+    if pcm.ndim == 2 and channel is not None:
+        mono = pcm[:, channel].copy()
+    elif pcm.ndim == 2 and channels > 1:
+        mixed = downmix(table)  # average the original values, not the rounded ones
+        problem = cancellation(*energies(table, mixed), pcm.shape[0])
+        if problem:
+            warn(f"from_array: {problem}; pass channel= to take one channel")
+        mono = to_int16(mixed)
     else:
         mono = pcm.reshape(-1).copy()
     mono.flags.writeable = False

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from .._errors import AudioError
+from .._errors import AudioError, AudioWarning
 
 __all__ = ["to_float32", "to_int16"]
 
@@ -99,16 +100,81 @@ def to_float32(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     raise AudioError(f"to_float32: unsupported dtype {array.dtype}; pass int16 or float samples")
 
 
-def downmix(x: npt.NDArray[Any]) -> npt.NDArray[np.float32]:
-    """Average the channels of a (frames, channels) array into contiguous mono float32."""
+def downmix(x: npt.NDArray[Any], channel: int | None = None) -> npt.NDArray[np.float32]:
+    """Mono float32 (contiguous) from a (frames, channels) array: the mean of the channels, or
+    only ``channel`` if it is given (checked beforehand with :func:`check_channel`).
+
+    The mean is the rule, so channels in antiphase cancel: a right channel that is the left one
+    inverted gives silence (see :func:`cancellation`).
+
+    >>> left = np.array([0.5, -0.25, 0.125], dtype=np.float32)
+    >>> downmix(np.stack([left, -left], axis=1)).tolist(), downmix(np.stack([left, -left], 1), 0)
+    ([0.0, 0.0, 0.0], array([ 0.5  , -0.25 ,  0.125], dtype=float32))
+    """
     samples = to_float32(x)
     if samples.ndim == 1:
         return np.ascontiguousarray(samples)
     if samples.ndim != 2:
         raise AudioError(f"audio must be 1-D (mono) or 2-D (frames, channels), got {x.shape}")
+    if channel is not None:
+        return np.ascontiguousarray(samples[:, channel])
     if samples.shape[1] == 1:
         return np.ascontiguousarray(samples[:, 0])
     return samples.mean(axis=1, dtype=np.float32)
+
+
+def warn(message: str) -> None:
+    """Issue an :class:`~voicekit.AudioWarning`: audio that is used, but not what it claims."""
+    warnings.warn(message, AudioWarning, stacklevel=3)
+
+
+def check_channel(channel: object) -> int | None:
+    """Return ``channel`` if it is ``None`` or a channel index (an int from 0), else raise."""
+    if channel is None:
+        return None
+    if isinstance(channel, bool) or not isinstance(channel, int | np.integer) or channel < 0:
+        raise AudioError(
+            f"channel must be None (average the channels) or a channel index from 0, "
+            f"got {channel!r}"
+        )
+    return int(channel)
+
+
+def channel_in_range(channel: int | None, channels: int, what: str) -> None:
+    """Raise if ``what``, which has ``channels`` channels, has no channel ``channel``."""
+    if channel is not None and channel >= channels:
+        some = "1 channel" if channels == 1 else f"{channels} channels (0 to {channels - 1})"
+        raise AudioError(f"{what} has {some}; there is no channel {channel}")
+
+
+SILENT_POWER = 1e-6
+"""Mean square below which channels count as silent (-60 dB below full scale)."""
+
+CANCEL_DB = 30.0
+"""How much quieter than its channels a mean may be before :func:`cancellation` speaks up."""
+
+
+def energies(table: npt.NDArray[Any], mono: npt.NDArray[Any]) -> tuple[float, float]:
+    """Sums over the frames of the channels' mean square and of the mix's square."""
+    channels = np.square(to_float32(table), dtype=np.float64).mean(axis=1).sum()
+    return float(channels), float(np.square(mono, dtype=np.float64).sum())
+
+
+def cancellation(channels: float, mix: float, frames: int) -> str | None:
+    """If averaging channels of :func:`energies` ``channels`` made a mix of energy ``mix``
+    :data:`CANCEL_DB` quieter although they are not silent, say so (for a warning).
+
+    >>> cancellation(1000.0, 0.0, 8000)
+    'its channels cancel out when averaged (one is the other inverted?)'
+    >>> cancellation(1000.0, 500.0, 8000) is None
+    True
+    """
+    if frames == 0 or channels / frames < SILENT_POWER or mix * 10 ** (CANCEL_DB / 10) > channels:
+        return None
+    if mix == 0:
+        return "its channels cancel out when averaged (one is the other inverted?)"
+    lost = 10 * math.log10(channels / mix)
+    return f"its channels nearly cancel out when averaged ({lost:.0f} dB quieter; in antiphase?)"
 
 
 MAX_CHANNELS = 32

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import warnings
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,16 +19,21 @@ import numpy.typing as npt
 import soundfile as sf
 import soxr
 
-from .._errors import AudioError, AudioWarning
+from .._errors import AudioError
 from ..events import AudioChunk
 from ..ops import Flow, Source, Stage
 from ._convert import (
+    cancellation,
+    channel_in_range,
+    check_channel,
     check_finite,
     check_rate,
     downmix,
+    energies,
     frames_first,
     frames_per,
     to_int16,
+    warn,
 )
 from ._framer import Framer
 from ._resampler import QUALITY, Resampler
@@ -134,8 +138,8 @@ class _Input:
         """The first :data:`HEAD_BYTES` of the input and its size; ``None`` if it cannot tell
         (a file object that cannot seek)."""
         if self._path is not None:
-            with self._path.open("rb") as file:
-                return file.read(HEAD_BYTES), self._path.stat().st_size
+            with self._path.open("rb") as handle:
+                return handle.read(HEAD_BYTES), self._path.stat().st_size
         if self._data is not None:
             return self._data[:HEAD_BYTES], len(self._data)
         file, start = self._file, self._start
@@ -145,7 +149,8 @@ class _Input:
         try:
             file.seek(start)
             head = file.read(HEAD_BYTES)
-            size = file.seek(0, io.SEEK_END) - start
+            file.seek(0, io.SEEK_END)
+            size = file.tell() - start
         finally:
             file.seek(here)
         return bytes(head), size
@@ -155,7 +160,7 @@ class _Input:
         without a word."""
         try:
             head = self._head()
-        except OSError:
+        except (OSError, ValueError):
             return
         short = wav_shortfall(*head) if head is not None else None
         if short is None:
@@ -164,22 +169,17 @@ class _Input:
         if short.byte_rate:
             said = f"{short.declared / short.byte_rate:.3f} s ({said})"
             held = f"{short.present / short.byte_rate:.3f} s ({held})"
-        truncated(
+        warn(
             f"{self.label} is truncated: its header says {said} of audio, it holds {held}; "
             "reading what is there"
         )
-
-
-def truncated(message: str) -> None:
-    """Warn (:class:`AudioWarning`) that an input is shorter than it claims; it is read anyway."""
-    warnings.warn(message, AudioWarning, stacklevel=3)
 
 
 def _check_length(snd: sf.SoundFile, audio: _Input, position: int) -> None:
     """Warn if fewer frames could be read than the header declared (a cut MP3, for one)."""
     if position < snd.frames:
         rate = snd.samplerate
-        truncated(
+        warn(
             f"{audio.label} is truncated: its header says {snd.frames} frames "
             f"({snd.frames / rate:.3f} s), only {position} ({position / rate:.3f} s) could be read"
         )
@@ -226,11 +226,21 @@ def _read_block(snd: sf.SoundFile, audio: _Input, position: int, frames: int) ->
     return data
 
 
+def _check_mix(audio: _Input, channels: float, mix: float, frames: int) -> None:
+    """Warn if averaging the file's channels nearly silenced it."""
+    problem = cancellation(channels, mix, frames)
+    if problem:
+        warn(f"{audio.label}: {problem}; pass channel= to read one channel")
+
+
 async def _read_chunks(
-    _: Source[Any], /, *, audio: _Input, rate: int | None, chunk_ms: float
+    _: Source[Any], /, *, audio: _Input, rate: int | None, chunk_ms: float, channel: int | None
 ) -> AsyncIterator[AudioChunk]:
     snd = audio.open()
     try:
+        channel_in_range(channel, snd.channels, audio.label)
+        mixing = channel is None and snd.channels > 1
+        loud = mixed = 0.0  # energies of the channels and of their mean, when mixing
         out_rate = rate or snd.samplerate
         framer = Framer(frames_per(chunk_ms, out_rate), out_rate)
         resampler = Resampler(snd.samplerate, out_rate) if snd.samplerate != out_rate else None
@@ -244,7 +254,10 @@ async def _read_chunks(
                 data = _read_block(snd, audio, position, block)
             position += data.shape[0]
             last = data.shape[0] < block
-            mono = downmix(data)
+            mono = downmix(data, channel)
+            if mixing:
+                more, more_mixed = energies(data, mono)
+                loud, mixed = loud + more, mixed + more_mixed
             samples = resampler.push(mono, last=last) if resampler else to_int16(mono)
             for chunk in framer.push(samples):
                 yield chunk
@@ -253,19 +266,29 @@ async def _read_chunks(
         if position == 0:
             raise AudioError(f"{audio.label} holds no audio (0 frames)")
         _check_length(snd, audio, position)
+        if mixing:
+            _check_mix(audio, loud, mixed, position)
         for chunk in framer.flush():
             yield chunk
     finally:
         snd.close()
 
 
-def read(file: AudioInput, *, rate: int | None = 16000, chunk_ms: float = 20) -> Flow[AudioChunk]:
+def read(
+    file: AudioInput, *, rate: int | None = 16000, chunk_ms: float = 20, channel: int | None = None
+) -> Flow[AudioChunk]:
     """Stream an audio file as mono int16 :class:`AudioChunk` s of ``chunk_ms`` at ``rate`` Hz.
 
     ``file`` is a path, a file's bytes, or a binary file object, in any format libsndfile reads
-    (WAV, FLAC, OGG, MP3, …). Channels are averaged; the rate is converted with a streaming soxr
-    resampler (``rate=None`` keeps the file's rate). Every chunk lasts ``chunk_ms`` except perhaps
-    the last; ``t`` is each chunk's start time in seconds.
+    (WAV, FLAC, OGG, MP3, …). The rate is converted with a streaming soxr resampler
+    (``rate=None`` keeps the file's rate). Every chunk lasts ``chunk_ms`` except perhaps the last;
+    ``t`` is each chunk's start time in seconds.
+
+    Channels are averaged — the mean, sample by sample — unless ``channel`` picks one (0 is the
+    first, the left of a stereo file). The mean of channels in antiphase is silence: a stereo file
+    whose right channel is its left one inverted reads as all zeros. When averaging makes the
+    audio over 30 dB quieter than its channels, an :class:`~voicekit.AudioWarning` says so and
+    suggests ``channel=``.
 
     Nothing is opened until the Flow is iterated, and every iteration reads the file again. The
     file is read in blocks (in a worker thread when it is large) and closed as soon as the
@@ -286,14 +309,19 @@ def read(file: AudioInput, *, rate: int | None = 16000, chunk_ms: float = 20) ->
     if rate is not None:
         rate = check_rate(rate)
     frames_per(chunk_ms, rate or 48000)  # check it now rather than at the first iteration
-    return source_flow(_read_chunks, "read", audio=_Input(file), rate=rate, chunk_ms=chunk_ms)
+    channel = check_channel(channel)
+    return source_flow(
+        _read_chunks, "read", audio=_Input(file), rate=rate, chunk_ms=chunk_ms, channel=channel
+    )
 
 
-def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.int16], int]:
+def load(
+    file: AudioInput, *, rate: int | None = None, channel: int | None = None
+) -> tuple[npt.NDArray[np.int16], int]:
     """Read a whole audio file into mono int16 samples; return them and their rate.
 
-    ``rate=None`` keeps the file's rate; otherwise the samples are resampled to ``rate``. Bad
-    and truncated files are handled as by :func:`read`.
+    ``rate=None`` keeps the file's rate; otherwise the samples are resampled to ``rate``.
+    Channels (``channel=``), bad and truncated files are handled as by :func:`read`.
 
     >>> from voicekit.audio import sample_path
     >>> samples, rate = load(sample_path())
@@ -302,8 +330,10 @@ def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.i
     """
     if rate is not None:
         rate = check_rate(rate)
+    channel = check_channel(channel)
     audio = _Input(file)
     with audio.open() as snd:
+        channel_in_range(channel, snd.channels, audio.label)
         file_rate = snd.samplerate
         # in blocks: a corrupt header may claim far more frames than the file holds
         blocks: list[Block] = []
@@ -319,7 +349,9 @@ def load(file: AudioInput, *, rate: int | None = None) -> tuple[npt.NDArray[np.i
     if position == 0:
         raise AudioError(f"{audio.label} holds no audio (0 frames)")
     data = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
-    mono = downmix(data)
+    mono = downmix(data, channel)
+    if channel is None and data.shape[1] > 1:
+        _check_mix(audio, *energies(data, mono), position)
     if rate is None or rate == file_rate:
         return to_int16(mono), file_rate
     return to_int16(soxr.resample(mono, file_rate, rate, QUALITY)), rate
