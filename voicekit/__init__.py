@@ -57,7 +57,7 @@ from .events import (
     Usage,
 )
 from .ops import Flow, Stage, collect, failover, parallel, stage, switch_map, tap
-from .session import Session, hash_caller, new_call_id
+from .session import HistoryWindow, Session, estimate_tokens, hash_caller, new_call_id
 
 __version__ = "0.1.0"
 
@@ -75,6 +75,7 @@ __all__ = [
     "Finish",
     "Flow",
     "FrozenDict",
+    "HistoryWindow",
     "Interrupted",
     "Mark",
     "Played",
@@ -112,6 +113,7 @@ __all__ = [
     "audio",
     "collect",
     "conversation",
+    "estimate_tokens",
     "events",
     "failover",
     "freeze",

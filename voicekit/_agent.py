@@ -147,7 +147,7 @@ from .llm._responses_ws import ResponsesState, Restarted
 from .llm._signature import accepted_context, call_llm
 from .llm.endpoint import Endpoint
 from .ops import Flow, Stage
-from .session import Session
+from .session import HistoryOption, HistoryWindow, Session
 from .text import sentences, split_sentences
 from .turns import turns as make_turns
 from .vad import vad as make_vad
@@ -193,6 +193,7 @@ class _Config:
     client: httpx.AsyncClient | None
     wants_client: bool
     preemptive: bool = False
+    history: HistoryWindow | None = None  # what of the Session is sent to the LLM
 
 
 class _Heard:
@@ -318,7 +319,7 @@ async def _llm_events(
         "callee": session.callee,
     }
     try:
-        stream = call_llm(cfg.llm, session.messages_json(), context=context)
+        stream = call_llm(cfg.llm, session.messages_json(cfg.history), context=context)
     except Exception as exc:
         reply.llm_error = exc
         raise
@@ -818,6 +819,7 @@ def agent(
     max_tool_rounds: int = 5,
     client: httpx.AsyncClient | None = None,
     preemptive: bool = True,
+    history: HistoryOption = None,
 ) -> Stage[Any, Any]:
     """The conversation loop as a stage: user turns in, reply audio and events out.
 
@@ -834,6 +836,9 @@ def agent(
     silence). ``client``: an ``httpx.AsyncClient`` for the LLM (one is made per run when the
     LLM takes a ``client`` and none is given). ``preemptive``: start preparing the reply on a
     :class:`~voicekit.TurnPending`, holding its output until the turn ends (see below).
+    ``history``: what of the Session the LLM is sent — a :class:`~voicekit.HistoryWindow` (the
+    last turns, or a token budget) or a number of turns; None (the default) sends it all. The
+    Session keeps everything either way.
 
     See the module documentation for what comes out and how history is recorded.
 
@@ -867,6 +872,10 @@ def agent(
         raise ConfigError(f"agent: max_tool_rounds must be ≥ 0, got {max_tool_rounds}")
     if not isinstance(preemptive, bool):
         raise ConfigError(f"agent: preemptive must be True or False, got {preemptive!r}")
+    try:
+        window = HistoryWindow.of(history)
+    except ConfigError as exc:
+        raise ConfigError(f"agent: {exc}") from None
     cfg = _Config(
         llm=fn,
         tts=tts,
@@ -879,6 +888,7 @@ def agent(
         client=client,
         wants_client="client" in accepted_context(fn),
         preemptive=preemptive,
+        history=window,
     )
     return Stage.of(_run, "agent", cfg=cfg)
 

@@ -25,6 +25,7 @@ __all__ = ["frozen_valid", "speakable", "split_trailing_surrogate", "valid_unico
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _UNSPEAKABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_SCALARS = (type(None), bool, int, float)
 
 
 def valid_unicode(text: str) -> str:
@@ -68,16 +69,24 @@ def frozen_valid(value: Any) -> Any:
     """
     kind = type(value)
     if kind is str:
-        return valid_unicode(value)
+        return value if value.isascii() else valid_unicode(value)
     if kind is dict or kind is FrozenDict or isinstance(value, Mapping):
-        return FrozenDict(
-            {
-                valid_unicode(k) if type(k) is str else str(k): frozen_valid(v)
-                for k, v in value.items()
-            }
-        )
+        out: dict[str, Any] = {}
+        for key, item in value.items():  # leaves inline: this runs over whole conversations
+            if type(key) is not str:
+                key = str(key)
+            elif not key.isascii():
+                key = valid_unicode(key)
+            item_kind = type(item)
+            if item_kind is str:
+                out[key] = item if item.isascii() else valid_unicode(item)
+            elif item_kind in _SCALARS:
+                out[key] = item
+            else:
+                out[key] = frozen_valid(item)
+        return FrozenDict(out)
     if kind is list or kind is tuple or isinstance(value, list | tuple):
-        return tuple(frozen_valid(v) for v in value)
+        return tuple([frozen_valid(item) for item in value])
     if isinstance(value, str):
         return valid_unicode(str(value))
     return value
