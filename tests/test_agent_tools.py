@@ -139,3 +139,89 @@ async def test_continuity_state_from_the_llm_goes_into_the_session():
     bot = agent(llm=llm, tts=tones(), session=vk.Session(call_id="r"))
     result = await run_conversation(bot, [say("one"), say("two")])
     assert result.session.continuity_for("responses")["response_id"] == "after-after-none"
+
+
+# -- a blocking sync tool never keeps the process alive (issue 9 item 7) ---------------------
+
+_SLEEPY_SCRIPT = """
+import asyncio, sys, time
+import voicekit as vk
+from voicekit.conversation import scripted_llm
+from voicekit.events import Interrupted, ToolCall, TurnEnded, TurnStarted
+
+started = None
+
+def slow_lookup() -> str:
+    started.set()  # thread-safe enough for the test: set via the loop below
+    time.sleep(20)
+    return "too late"
+
+async def main():
+    global started
+    loop = asyncio.get_running_loop()
+    running = asyncio.Event()
+
+    class Flag:
+        def set(self):
+            loop.call_soon_threadsafe(running.set)
+
+    started = Flag()
+    llm = scripted_llm([ToolCall("c1", "slow_lookup", "{}")], "Unused.")
+    bot = vk.agent(llm=llm, tts=vk.tts.tones(), tools=[slow_lookup])
+
+    async def caller():
+        yield TurnStarted(0.0)
+        yield TurnEnded("look it up", 0.0)
+        await running.wait()
+        yield TurnStarted(1.0)  # barge-in while the tool sleeps
+
+    out = await (caller() | bot).list()
+    assert any(isinstance(x, Interrupted) for x in out), out
+    print("agent done", flush=True)
+
+begin = time.monotonic()
+asyncio.run(main())
+print(f"asyncio.run returned after {time.monotonic() - begin:.2f} s", flush=True)
+"""
+
+
+def test_an_abandoned_sync_tool_does_not_delay_exit(tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "sleepy.py"
+    script.write_text(_SLEEPY_SCRIPT)
+    begin = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60
+    )
+    took = time.monotonic() - begin
+    assert done.returncode == 0, done.stderr
+    assert "agent done" in done.stdout
+    returned = float(done.stdout.split("returned after ")[1].split()[0])
+    assert returned < 5.0, done.stdout  # the tool sleeps 20 s; nothing waits for it
+    assert took < 12.0, took  # the process exits too (interpreter start included)
+
+
+async def test_a_sync_tool_sees_the_callers_context_and_its_error_is_a_result():
+    import contextvars
+
+    from voicekit._agent_tools import run_tool
+
+    where: contextvars.ContextVar[str] = contextvars.ContextVar("where", default="unset")
+    where.set("call-7")
+
+    @tool
+    def whereami() -> str:
+        return f"{where.get()} on {threading.current_thread().name}"
+
+    @tool
+    def broken() -> str:
+        raise KeyError("no such city")
+
+    tools = {t.name: t for t in (whereami, broken)}
+    text, ok = await run_tool(tools, ToolCall("c1", "whereami"))
+    assert ok and text == "call-7 on voicekit-tool-whereami"
+    text, ok = await run_tool(tools, ToolCall("c2", "broken"))
+    assert not ok and json.loads(text) == {"error": "KeyError: 'no such city'"}

@@ -32,8 +32,10 @@ request (also while it waits for its first byte), the TTS call and a running too
 cancelled, and no further audio of that reply is yielded. Then come the ``TurnStarted``,
 ``Interrupted(heard)`` and ``SessionUpdated``; the reply to the next ``TurnEnded`` starts from
 that Session. A tool call of a cancelled generation never runs. (An ``async`` tool is cancelled
-with the reply; a plain function runs in a worker thread, which cannot be stopped: its result
-is dropped.)
+with the reply; a plain function runs in a daemon thread of its own, which cannot be stopped:
+it runs to its end and its result is dropped, but it never delays the end of ``asyncio.run``
+or of the process — a side effect it had not finished by then is lost, so a tool that must
+finish should be ``async`` or safe to repeat.)
 
 History: what was heard
 -----------------------

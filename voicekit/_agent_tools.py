@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import enum
 import functools
 import inspect
 import json
 import re
+import threading
 import types
 import typing
 from collections.abc import Callable, Mapping, Sequence
@@ -19,7 +22,7 @@ from ._errors import ConfigError
 from ._frozen import freeze, thaw
 from .events import ToolCall
 
-__all__ = ["Tool", "run_tool", "tool", "tools_of"]
+__all__ = ["Tool", "in_thread", "run_tool", "tool", "tools_of"]
 
 _SIMPLE: dict[Any, str] = {
     str: "string",
@@ -255,12 +258,55 @@ def _error(message: str) -> str:
     return json.dumps({"error": message}, ensure_ascii=False)
 
 
+def _deliver(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.done():  # abandoned: the await was cancelled
+        return
+    if error is not None:
+        future.set_exception(error)
+    else:
+        future.set_result(result)
+
+
+async def in_thread(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
+    """``fn(**kwargs)`` in a thread of its own, awaited.
+
+    The thread is a daemon and owned by nobody: cancelling the await abandons it (a thread
+    cannot be stopped; it runs on until ``fn`` returns and its result is dropped), and it never
+    delays the end of the event loop or of the process. (``asyncio.to_thread`` would use the
+    loop's default executor, which ``asyncio.run`` joins on the way out: a tool abandoned in
+    the middle of a 20 s sleep would keep the program alive for those 20 s.) The result comes
+    back to the loop with ``call_soon_threadsafe``; context variables are copied in.
+
+    >>> asyncio.run(in_thread(dict, city="Rome"))
+    {'city': 'Rome'}
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[Any] = loop.create_future()
+    context = contextvars.copy_context()
+
+    def work() -> None:
+        result: Any = None
+        error: BaseException | None = None
+        try:
+            result = context.run(fn, **kwargs)
+        except BaseException as exc:  # handed to the awaiting task, whatever it is
+            error = exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody is waiting any more
+            loop.call_soon_threadsafe(_deliver, future, result, error)
+
+    name = getattr(fn, "__name__", "call")
+    threading.Thread(target=work, name=f"voicekit-tool-{name}", daemon=True).start()
+    return await future
+
+
 async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> tuple[str, bool]:
     """Run one tool call; return the text for the LLM and whether the call succeeded.
 
-    Arguments that are not a JSON object are not run. A sync function runs in a worker thread
-    (cancelling the await abandons it: a thread cannot be stopped); an async one is awaited and
-    is cancelled with the reply. An exception becomes an ``{"error": ...}`` result.
+    Arguments that are not a JSON object are not run. A sync function runs in a daemon thread
+    of its own (:func:`in_thread`): cancelling the await abandons it — a thread cannot be
+    stopped, so it runs to its end and its result is dropped — but it never keeps the event
+    loop or the process alive. An async function is awaited and is cancelled with the reply.
+    An exception becomes an ``{"error": ...}`` result.
     """
     found = tools.get(call.name)
     if found is None:
@@ -278,7 +324,7 @@ async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> tuple[str, bool
         ):
             result = await fn(**arguments)
         else:
-            result = await asyncio.to_thread(fn, **arguments)
+            result = await in_thread(fn, **arguments)
             if inspect.isawaitable(result):
                 result = await result
     except Exception as exc:
