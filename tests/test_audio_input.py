@@ -15,7 +15,16 @@ import soundfile as sf
 
 import voicekit.audio._io as audio_io
 from voicekit import AudioChunk, AudioError, AudioWarning
-from voicekit.audio import from_array, info, load, read, to_array, to_int16, to_wav_bytes
+from voicekit.audio import (
+    from_array,
+    info,
+    load,
+    read,
+    resample,
+    to_array,
+    to_int16,
+    to_wav_bytes,
+)
 
 
 def float_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
@@ -329,3 +338,99 @@ async def test_a_channel_that_is_not_there(tmp_path: Path) -> None:
             read(path, channel=bad)
         with pytest.raises(AudioError, match=r"channel must be None"):
             from_array(np.zeros((100, 2)), 8000, channel=bad)
+
+
+# ---------------------------------------------------------------------------------------------
+# Corrupt files and impossible rates: an AudioError naming the file, never a raw library error
+
+NOT_AUDIO = r"Format not recognised \(corrupt, or not a format libsndfile can read\)"
+
+
+@pytest.mark.parametrize("suffix", [".wav", ".mp3", ".flac", ".ogg", ".txt", ""])
+@pytest.mark.parametrize("seed", range(4))
+async def test_random_bytes_are_an_audio_error_naming_the_file(
+    tmp_path: Path, suffix: str, seed: int
+) -> None:
+    # seed 1 begins like an MP3 frame: libsndfile calls that "File does not exist"
+    path = tmp_path / f"random{suffix}"
+    path.write_bytes(np.random.default_rng(seed).bytes(8000))
+    with pytest.raises(AudioError, match=rf"\[read\] cannot read .*random{suffix}: {NOT_AUDIO}"):
+        await read(path).list()
+    with pytest.raises(AudioError, match=rf"cannot read .*random{suffix}: {NOT_AUDIO}"):
+        load(path)
+    with pytest.raises(AudioError, match=rf"cannot read .*random{suffix}: {NOT_AUDIO}"):
+        info(path)
+    with pytest.raises(AudioError, match=rf"cannot read <8000 bytes>: {NOT_AUDIO}"):
+        load(path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b'{"error": "unauthorized"}', b"<html><body>404 Not Found</body></html>\n" * 40],
+    ids=["empty", "json", "html"],
+)
+async def test_what_a_failed_download_leaves_is_an_audio_error(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "reply.mp3"
+    path.write_bytes(data)
+    with pytest.raises(AudioError, match=r"reply\.mp3"):
+        await read(path).list()
+    with pytest.raises(AudioError, match=r"reply\.mp3"):
+        load(path)
+
+
+@pytest.mark.usefixtures("no_audio_warnings")
+async def test_the_content_decides_the_format_not_the_extension(tmp_path: Path) -> None:
+    samples = to_int16(0.3 * np.sin(np.arange(16000) * 0.05))
+    for fmt, name in [("WAV", "wav_named.mp3"), ("FLAC", "flac_named.wav"), ("MP3", "mp3.ogg")]:
+        path = tmp_path / name
+        sf.write(path, samples, 16000, format=fmt)
+        got = load(path)[0]
+        assert got.shape == (16000,), name
+        if fmt != "MP3":
+            assert np.array_equal(got, samples), name
+
+
+def test_a_header_claiming_trillions_of_frames_does_not_exhaust_memory() -> None:
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.3 * np.sin(np.arange(16000) * 0.05), 16000, format="MP3")
+    data = bytearray(buffer.getvalue())
+    at = data.index(b"Xing") + 8  # the Xing tag's frame count, big-endian
+    data[at : at + 4] = (0xFFFFFFF0).to_bytes(4, "big")
+    assert info(bytes(data)).frames > 10**12  # 9 TiB of float32 if allocated at once
+    with pytest.warns(AudioWarning, match=r"is truncated: its header says \d{13} frames"):
+        samples, _ = load(bytes(data))
+    assert 15000 < samples.shape[0] < 17000
+
+
+@pytest.mark.parametrize("rate", [1, 7, 999, 768001, 2**31 - 1])
+async def test_an_implausible_file_rate_is_a_corrupt_header(tmp_path: Path, rate: int) -> None:
+    data = bytearray(wav_bytes(np.zeros(1600, dtype=np.int16)))
+    data[24:28] = rate.to_bytes(4, "little")  # the fmt chunk's sample rate
+    data[28:32] = (2 * rate).to_bytes(4, "little")  # and bytes per second
+    path = tmp_path / "odd.wav"
+    path.write_bytes(data)
+    message = rf"odd\.wav says its sample rate is {rate} Hz, outside 1000–768000 Hz"
+    with pytest.raises(AudioError, match=message):
+        await read(path).list()
+    with pytest.raises(AudioError, match=message):
+        load(path, rate=16000)
+    with pytest.raises(AudioError, match=message):
+        info(path)
+
+
+@pytest.mark.parametrize("rate", [0, -8000, True, 8000.0, "8000", None])
+async def test_wrong_rates_for_read_load_resample_and_from_array(tmp_path: Path, rate: Any) -> None:
+    path = tmp_path / "a.wav"
+    path.write_bytes(wav_bytes(np.zeros(1600, dtype=np.int16)))
+    message = r"rate must be a positive integer number of Hz, got "
+    if rate is not None:  # None keeps the file's rate in read and load
+        with pytest.raises(AudioError, match=message):
+            read(path, rate=rate)
+        with pytest.raises(AudioError, match=message):
+            load(path, rate=rate)
+    with pytest.raises(AudioError, match=r"\[resample\] " + message):
+        await (read(path) | resample(rate=rate)).list()
+    with pytest.raises(AudioError, match=message):
+        from_array(np.zeros(100, dtype=np.int16), rate)
+    with pytest.raises(AudioError, match=message):
+        to_wav_bytes(np.zeros(100, dtype=np.int16), rate)

@@ -59,6 +59,9 @@ LOAD_BLOCK = 1 << 18
 Block = npt.NDArray[np.float32]
 """Samples read from a file: float32, (frames, channels)."""
 
+FILE_RATES = (1000, 768000)
+"""The sample rates (Hz) a file may declare; any other is taken for a corrupt header."""
+
 HEAD_BYTES = 1 << 16
 """How much of a WAV file is searched for its ``data`` chunk, to tell if the file is truncated."""
 
@@ -130,6 +133,12 @@ class _Input:
         if snd.frames == 0:
             snd.close()
             raise AudioError(f"{self.label} holds no audio (0 frames)")
+        if not FILE_RATES[0] <= snd.samplerate <= FILE_RATES[1]:
+            snd.close()
+            raise AudioError(
+                f"{self.label} says its sample rate is {snd.samplerate} Hz, outside "
+                f"{FILE_RATES[0]}–{FILE_RATES[1]} Hz (a corrupt header?)"
+            )
         if snd.format in ("WAV", "WAVEX"):
             self._check_wav_length()
         return snd
@@ -194,8 +203,10 @@ def _seekable(file: Any) -> bool:
 
 def _reason(exc: sf.LibsndfileError) -> str:
     reason = str(exc.error_string).rstrip(".")
-    if reason == "Format not recognised":
-        reason += " (corrupt, or not a format libsndfile can read)"
+    # libsndfile says "does not exist" of a file that exists but fails its decoder (random bytes
+    # that begin like an MP3 frame): the path was checked just before, so that is what it means
+    if reason == "Format not recognised" or reason.startswith("File does not exist"):
+        reason = "Format not recognised (corrupt, or not a format libsndfile can read)"
     return reason
 
 
