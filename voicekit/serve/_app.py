@@ -23,12 +23,13 @@ from ..events import CallStarted
 from ..session import Session
 from ..transports import Call, run_call, twilio, websocket
 from ..transports._token import Spent, check_token, derive_key, make_token
+from ._carriers import SECRETS, carrier_routes
 
 __all__ = ["ServerState", "app"]
 
 _log = logging.getLogger("voicekit.serve")
 
-CARRIERS = ("twilio",)
+CARRIERS = ("twilio", "telnyx", "plivo")
 LOOPBACK = ("localhost",)
 
 
@@ -97,6 +98,12 @@ def app(
     is computed over it. ``rate`` is the pipeline's sample rate, ``lead`` how far outbound
     audio runs ahead of real time, ``on_end(session)`` receives each call's final Session,
     ``grace`` is how long a pipeline may run on after the caller hung up.
+
+    ``carrier="telnyx"``: ``POST /telnyx/voice`` (TeXML; Telnyx's Ed25519 webhook signature
+    checked with ``TELNYX_PUBLIC_KEY``; stream tokens keyed with ``TELNYX_API_KEY``, else a
+    per-process key) and ``WS /telnyx/media``. ``carrier="plivo"``: ``POST /plivo/voice`` (the
+    ``<Stream>`` XML; ``X-Plivo-Signature-V3`` checked with ``PLIVO_AUTH_TOKEN``) and
+    ``WS /plivo/media``. See :mod:`voicekit.transports.telnyx` and ``…plivo``.
     """
     if carrier not in CARRIERS:
         raise ConfigError(f"serve: carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
@@ -105,17 +112,20 @@ def app(
     if dev and not is_loopback(host):
         raise ConfigError(f"serve: dev=True turns security checks off; it needs a loopback host, "
                           f"not {host!r}")
-    auth_token = os.environ.get("TWILIO_AUTH_TOKEN", "")
+    secret_name = SECRETS.get(carrier, "TWILIO_AUTH_TOKEN")
+    auth_token = os.environ.get(secret_name, "")
     ws_secret = ws_token if ws_token is not None else os.environ.get("VOICEKIT_WS_TOKEN", "")
-    remember(auth_token, ws_secret)
+    # Telnyx signs with a *public* key: the stream tokens need a secret of their own
+    key_secret = os.environ.get("TELNYX_API_KEY", "") if carrier == "telnyx" else auth_token
+    remember(auth_token, ws_secret, key_secret)
     if not dev and not auth_token:
         raise ConfigError(
-            "serve: TWILIO_AUTH_TOKEN is not set: the twilio routes cannot check Twilio's "
+            f"serve: {secret_name} is not set: the {carrier} routes cannot check {carrier}'s "
             "signature (set it, or use dev=True / --dev on a loopback host for local tests)"
         )
     if dev:
         _log.warning("voicekit serve: DEV MODE: signature and token checks are OFF (loopback)")
-    key = derive_key(auth_token) if auth_token else secrets.token_bytes(32)
+    key = derive_key(key_secret) if key_secret else secrets.token_bytes(32)
     spent = Spent()
     state = ServerState(max_calls=max_calls)
 
@@ -192,10 +202,19 @@ def app(
     routes = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        Route("/twilio/voice", twilio_voice, methods=["POST"]),
-        WebSocketRoute("/twilio/media", twilio_media),
         WebSocketRoute("/ws", generic),
     ]
+    if carrier == "twilio":
+        routes[2:2] = [
+            Route("/twilio/voice", twilio_voice, methods=["POST"]),
+            WebSocketRoute("/twilio/media", twilio_media),
+        ]
+    else:
+        routes += carrier_routes(
+            carrier, secret=auth_token, key=key, dev=dev, token_ttl=token_ttl,
+            ready=lambda: state.ready, public_base=lambda r: _public_base(r, public_url),
+            media=lambda ws, codec: serve_socket(ws, codec, authorize_twilio),
+        )
     application = Starlette(routes=routes)
     application.state.voicekit = state
     return application
