@@ -32,6 +32,7 @@ COMMANDS: tuple[str, ...] = (
     "run",
     "talk",
     "chat",
+    "serve",
 )
 """The subcommand modules of :mod:`voicekit.cli`, each with ``add_parser(subparsers)``."""
 

@@ -29,7 +29,7 @@ import contextlib
 import dataclasses
 import inspect
 import logging
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterable, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,12 +167,28 @@ class _Inbound:
         self.ended = True
         self.queue.put_nowait(_END)
 
-    async def items(self) -> AsyncIterator[Any]:
-        while True:
-            item = await self.queue.get()
-            if item is _END:
-                return
-            yield item
+    def items(self) -> _Items:
+        return _Items(self.queue)
+
+
+class _Items:
+    """The inbound queue as an async iterator. Not a generator: closing the pipeline while a
+    stage's task waits on it must not fail ("aclose(): generator already running")."""
+
+    __slots__ = ("_queue",)
+
+    def __init__(self, queue: asyncio.Queue[Any]) -> None:
+        self._queue = queue
+
+    def __aiter__(self) -> _Items:
+        return self
+
+    async def __anext__(self) -> Any:
+        item = await self._queue.get()
+        if item is _END:
+            self._queue.put_nowait(_END)  # stays ended
+            raise StopAsyncIteration
+        return item
 
 
 class _Cell:

@@ -1,0 +1,191 @@
+"""``voicekit serve``: answer phone calls with the voice agent (:func:`voicekit.serve.app` run by
+uvicorn).
+
+The agent options are those of ``demo`` (``--llm --stt --tts --voice --system``); the server's
+are ``--carrier --host --port --public-url --max-calls --workers --dev --drain-timeout``. Each
+worker process loads the models once, at start. SIGTERM drains: ``/readyz`` turns 503 and new
+calls are refused, running calls go on until they end or ``--drain-timeout`` passes, then the
+server stops (a second SIGTERM stops it at once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from .._agent import voice_agent
+from .._errors import ConfigError, VoicekitError
+from ..session import Session
+from ._agent import add_agent_options, build_engines, prepare, report_error
+
+__all__ = ["add_parser", "make_app", "run"]
+
+_OPTIONS = "VOICEKIT_SERVE_OPTIONS"
+_log = logging.getLogger("voicekit.serve")
+CARRIERS = ("twilio", "telnyx", "plivo")
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def add_parser(subparsers: Any) -> None:
+    parser = subparsers.add_parser(
+        "serve",
+        help="answer phone calls (Twilio Media Streams, …) with the voice agent",
+        description=(
+            "Run the voice agent as a server: point the phone number's voice webhook at "
+            "PUBLIC_URL/CARRIER/voice. Carrier credentials come from the environment "
+            "(TWILIO_AUTH_TOKEN, …) and are never printed."
+        ),
+    )
+    group = parser.add_argument_group("server")
+    group.add_argument("--carrier", choices=CARRIERS, default="twilio",
+                       help="the phone carrier (default: %(default)s)")
+    group.add_argument("--host", default="127.0.0.1",
+                       help="the address to listen on (default: %(default)s)")
+    group.add_argument("--port", type=int, default=8000,
+                       help="the port to listen on (default: %(default)s)")
+    group.add_argument("--public-url", metavar="URL", default=None,
+                       help="the https:// address the carrier calls (default: from each "
+                       "request's Host header)")
+    group.add_argument("--max-calls", type=int, default=100,
+                       help="calls at once per worker; /readyz is 503 beyond (default: "
+                       "%(default)s)")
+    group.add_argument("--workers", type=int, default=1,
+                       help="worker processes (default: %(default)s)")
+    group.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="after SIGTERM, how long running calls may go on (default: "
+                       "%(default)s)")
+    group.add_argument("--dev", action="store_true",
+                       help="turn the signature and token checks off (loopback --host only)")
+    add_agent_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``voicekit serve``: runs until stopped; 0 after a clean stop, 2 for bad options."""
+    from ..serve import is_loopback
+
+    try:
+        if args.dev and not is_loopback(args.host):
+            raise ConfigError(f"--dev turns security checks off: it needs a loopback --host, "
+                              f"not {args.host!r}")
+        if args.workers < 1 or args.max_calls < 1:
+            raise ConfigError("--workers and --max-calls must be at least 1")
+        import uvicorn
+    except ImportError:
+        print("voicekit serve: needs the serve extra: pip install 'voicekit[serve]'",
+              file=sys.stderr)
+        return 2
+    except VoicekitError as exc:
+        return report_error("serve", exc, args)
+    options = {k: v for k, v in vars(args).items() if k != "func"}
+    os.environ[_OPTIONS] = json.dumps(options)
+    if args.dev:
+        print("voicekit serve: DEV MODE: signature and token checks are OFF", flush=True)
+    uvicorn.run(
+        "voicekit.cli.serve:make_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ws="websockets-sansio",
+        lifespan="on",
+        log_level="info",
+        timeout_graceful_shutdown=5,
+    )
+    return 0
+
+
+def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
+    """The ASGI app of one worker, from the options ``run`` left in the environment: the
+    models load at startup (lifespan), and SIGTERM drains."""
+    from ..serve import app
+
+    args = argparse.Namespace(**json.loads(os.environ[_OPTIONS]))
+    engines: list[Any] = []
+
+    async def on_call(call: Any) -> None:
+        (eng,) = engines
+        bot = voice_agent(
+            llm=eng.llm, tts=eng.tts, stt=eng.stt, session=call.session, system=eng.system,
+            tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
+        )
+        await (call.inbound | bot | call.outbound)
+
+    began: dict[str, float] = {}
+
+    def on_end(session: Session) -> None:
+        turns = sum(1 for m in session.messages if m["role"] == "user")
+        print(f"call {session.call_id} ended: {turns} turn(s), caller "
+              f"{session.caller_hash or '-'}", flush=True)
+        began.pop(session.call_id, None)
+
+    inner = app(
+        on_call, args.carrier, public_url=args.public_url, max_calls=args.max_calls,
+        dev=args.dev, host=args.host, on_end=on_end,
+    )
+    state = inner.state.voicekit
+
+    async def startup() -> None:
+        eng = await build_engines(args)
+        for line in eng.about:
+            print(line, flush=True)
+        await prepare(eng)
+        engines.append(eng)
+        _drain_on_sigterm(state, args.drain_timeout)
+
+    async def application(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await inner(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await startup()
+                except Exception as exc:  # a bad option or an unreachable LLM: say why, stop
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return application
+
+
+def _drain_on_sigterm(state: Any, deadline: float) -> None:
+    """On SIGTERM: refuse new calls, wait for the running ones (up to ``deadline`` s), then
+    hand the signal to the server's own handler (uvicorn's), which stops it."""
+    loop = asyncio.get_running_loop()
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def stop() -> None:
+        if callable(previous):
+            previous(signal.SIGTERM, None)
+
+    async def drain() -> None:
+        until = time.monotonic() + deadline
+        print(f"draining: {state.calls} call(s) running, new calls refused", flush=True)
+        while state.calls and time.monotonic() < until:  # noqa: ASYNC110 - a counter
+            await asyncio.sleep(0.1)
+        stop()
+
+    def on_term(signum: int, frame: Any) -> None:
+        if state.draining:  # a second SIGTERM: stop now
+            stop()
+            return
+        state.draining = True
+        loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
+
+    signal.signal(signal.SIGTERM, on_term)
