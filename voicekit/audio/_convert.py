@@ -120,7 +120,8 @@ def downmix(x: npt.NDArray[Any], channel: int | None = None) -> npt.NDArray[np.f
         return np.ascontiguousarray(samples[:, channel])
     if samples.shape[1] == 1:
         return np.ascontiguousarray(samples[:, 0])
-    return samples.mean(axis=1, dtype=np.float32)
+    weights = np.full(samples.shape[1], 1.0 / samples.shape[1], dtype=np.float32)
+    return np.ascontiguousarray(samples @ weights)  # the mean; a matrix product is much faster
 
 
 def warn(message: str) -> None:
@@ -156,8 +157,9 @@ CANCEL_DB = 30.0
 
 def energies(table: npt.NDArray[Any], mono: npt.NDArray[Any]) -> tuple[float, float]:
     """Sums over the frames of the channels' mean square and of the mix's square."""
-    channels = np.square(to_float32(table), dtype=np.float64).mean(axis=1).sum()
-    return float(channels), float(np.square(mono, dtype=np.float64).sum())
+    flat = np.ascontiguousarray(to_float32(table)).reshape(-1)
+    mix = np.ascontiguousarray(mono, dtype=np.float32)
+    return float(np.dot(flat, flat)) / table.shape[1], float(np.dot(mix, mix))
 
 
 def cancellation(channels: float, mix: float, frames: int) -> str | None:
