@@ -12,7 +12,12 @@ start time ``t``. Sources make them (:func:`read`, :func:`from_array`), stages t
 
 Plain functions convert samples (:func:`to_int16`, :func:`to_float32`) and telephony payloads
 (:func:`ulaw_encode_chunk`, :func:`ulaw_decode_bytes`). Bad audio raises
-:class:`~voicekit.AudioError`, saying what was wrong and where.
+:class:`~voicekit.AudioError`, saying what was wrong and where (a NaN names its file or array
+index and its frame); audio that is used but is not what it claims — a file shorter than its
+header, channels that cancel out when averaged — gives an :class:`~voicekit.AudioWarning`.
+
+Several channels become one by their mean (or ``channel=`` picks one). Arrays may be
+(frames, channels) or (channels, frames): the shorter axis holds the channels.
 """
 
 from ._arrays import from_array, to_array
