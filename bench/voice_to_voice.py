@@ -13,8 +13,16 @@ decision, the transcript, the end of the turn, the LLM's first token, the first 
 the TTS and the first reply audio out of the agent; then the median and p90 of each step and of
 the total. It also checks that the transcripts are right (word error rate).
 
+With ``--sessions K`` it runs K such calls at once in one process, each asking the questions in
+its own order, starting ``--stagger`` seconds apart; all share the models and the inference pool
+(``voicekit._compute``). It then also reports *cores busy*: the process's CPU time over the wall
+time of the calls. ``--old-compute FILE`` runs the bench with another ``_compute.py`` (e.g. the
+one-thread, one-lock version: ``git show 3f1b4c3:voicekit/_compute.py > /tmp/old_compute.py``),
+so that before and after can be measured side by side on today's code.
+
 Run:  python bench/voice_to_voice.py [--rounds 3] [--questions 12] [--no-warm] [--hint-secs 0]
                                      [--stop-secs 0.2] [--speech-timeout 0.6] [--busy 0]
+                                     [--sessions 1] [--stagger 1.3] [--old-compute FILE] [--brief]
 Target (issue 6): median end of speech → first reply audio ≤ 1.5 s on this 2-core machine.
 
 Figures (2 vCPU, --rounds 3 = 36 turns unless said; median / p90, seconds, end of speech → first
@@ -35,17 +43,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import importlib.util
 import multiprocessing
+import os
 import statistics
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import soxr
 
-from voicekit import tts
+import voicekit.vad
+from voicekit import _compute, tts
 from voicekit.cli._agent import build_engines, converse, prepare
 from voicekit.cli._latency import STEPS, LatencyProbe, TurnLatency, paced_audio, percentile
 from voicekit.events import AudioChunk
@@ -142,7 +155,34 @@ def _spin() -> None:
         pass
 
 
+def use_old_compute(path: str) -> None:
+    """Run the models the way the ``_compute.py`` at ``path`` (the one-thread, one-lock design)
+    did: every model call through its ``run`` on one thread under its lock, in arrival order;
+    VAD hops in the event loop's default executor; Whisper and Piper with 2 threads each."""
+    spec = importlib.util.spec_from_file_location("voicekit_old_compute", path)
+    assert spec is not None and spec.loader is not None
+    old: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(old)
+
+    async def run(fn: Callable[..., Any], *args: Any, priority: Any = None) -> Any:
+        if priority == _compute.Priority.VAD:
+            return await asyncio.to_thread(fn, *args)
+        return await old.run(fn, *args)
+
+    def call(fn: Callable[..., Any], *args: Any, priority: Any = None) -> Any:
+        with old.INFERENCE:
+            return fn(*args)
+
+    patched: Any = _compute
+    patched.run, patched.call = run, call
+    patched.workers, patched.model_threads = (lambda: 1), (lambda: 2)
+    vad_module: Any = voicekit.vad
+    vad_module.run_inference = run
+
+
 async def main(args: argparse.Namespace) -> None:
+    if args.old_compute:
+        use_old_compute(args.old_compute)
     hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for hog in hogs:
         hog.start()
@@ -152,6 +192,44 @@ async def main(args: argparse.Namespace) -> None:
         for hog in hogs:
             hog.terminate()
             hog.join()
+
+
+Row = tuple[Clip, TurnLatency, float, str]
+
+
+async def _session(
+    index: int, args: argparse.Namespace, engines: Any, clips: list[Clip]
+) -> list[Row]:
+    """One caller: the questions from the ``index``-th on, ``args.rounds`` times."""
+    await asyncio.sleep(index * args.stagger)
+    shift = index % len(clips)
+    mine = [dataclasses.replace(c) for c in clips[shift:] + clips[:shift]]
+    rows: list[Row] = []
+    for round_ in range(args.rounds):
+        probe = LatencyProbe()
+        result = await converse(
+            engines,
+            feed(mine, probe),
+            probe,
+            vad_stage=vad(stop_secs=args.stop_secs, hint_secs=args.hint_secs),
+            turns_stage=turns(stop=[speech_timeout(args.speech_timeout)]),
+        )
+        heard = {u: s for u, s in result.turns}
+        for turn in result.latency:
+            clip = clip_of(turn, mine)
+            if clip is None or probe.origin is None:
+                continue
+            true_end = probe.origin + clip.start + clip.speech_end
+            vad_lag = (turn.speech_end or true_end) - true_end
+            turn.speech_end = true_end  # measure from the true end of speech
+            rows.append((clip, turn, vad_lag, heard.get(turn.text, "")))
+        caller = f"session {index + 1}, " if args.sessions > 1 else ""
+        print(
+            f"{caller}round {round_ + 1}: {len(result.latency)} turns, "
+            f"{probe.stops} VAD stops, {probe.hints} pause hints",
+            flush=True,
+        )
+    return rows
 
 
 async def _run(args: argparse.Namespace) -> None:
@@ -164,44 +242,36 @@ async def _run(args: argparse.Namespace) -> None:
     began = time.perf_counter()
     await prepare(engines)
     warm = "off" if args.no_warm else "on"
-    print(f"models ready in {time.perf_counter() - began:.1f} s (warm-up {warm}, busy {args.busy})")
+    compute = (
+        f"old compute {args.old_compute}"
+        if args.old_compute
+        else f"pool of {_compute.workers()}, {_compute.model_threads()} threads per model"
+    )
+    print(
+        f"models ready in {time.perf_counter() - began:.1f} s (warm-up {warm}, busy {args.busy}, "
+        f"{compute})"
+    )
     clips = make_clips(QUESTIONS[: args.questions])
     print(f"{len(clips)} questions synthesised with Piper")
-    rows: list[tuple[Clip, TurnLatency, float, str]] = []
-    for round_ in range(args.rounds):
-        probe = LatencyProbe()
-        result = await converse(
-            engines,
-            feed(clips, probe),
-            probe,
-            vad_stage=vad(stop_secs=args.stop_secs, hint_secs=args.hint_secs),
-            turns_stage=turns(stop=[speech_timeout(args.speech_timeout)]),
-        )
-        heard = {u: s for u, s in result.turns}
-        for turn in result.latency:
-            clip = clip_of(turn, clips)
-            if clip is None or probe.origin is None:
-                continue
-            true_end = probe.origin + clip.start + clip.speech_end
-            vad_lag = (turn.speech_end or true_end) - true_end
-            turn.speech_end = true_end  # measure from the true end of speech
-            rows.append((clip, turn, vad_lag, heard.get(turn.text, "")))
-        print(
-            f"round {round_ + 1}: {len(result.latency)} turns, "
-            f"{probe.stops} VAD stops, {probe.hints} pause hints"
-        )
-
-    print()
-    print(
-        f"{'question':<46}{'WER':>5}  "
-        + "".join(f"{label[:9]:>10}" for _, label in STEPS)
-        + f"{'total':>9}"
+    cpu, wall = time.process_time(), time.perf_counter()
+    sessions = await asyncio.gather(
+        *(_session(i, args, engines, clips) for i in range(args.sessions))
     )
-    for clip, turn, _, _ in rows:
-        steps = turn.steps()
-        cells = "".join(f"{s[2]:10.2f}" if s[2] is not None else f"{'–':>10}" for s in steps)
-        total = f"{turn.total:9.2f}" if turn.total is not None else f"{'–':>9}"
-        print(f"{clip.text[:45]:<46}{wer(clip.text, turn.text):5.2f}  {cells}{total}")
+    cores_busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    rows = [row for rows in sessions for row in rows]
+
+    if not args.brief:
+        print()
+        print(
+            f"{'question':<46}{'WER':>5}  "
+            + "".join(f"{label[:9]:>10}" for _, label in STEPS)
+            + f"{'total':>9}"
+        )
+        for clip, turn, _, _ in rows:
+            steps = turn.steps()
+            cells = "".join(f"{s[2]:10.2f}" if s[2] is not None else f"{'–':>10}" for s in steps)
+            total = f"{turn.total:9.2f}" if turn.total is not None else f"{'–':>9}"
+            print(f"{clip.text[:45]:<46}{wer(clip.text, turn.text):5.2f}  {cells}{total}")
     print()
     print("median / p90 over", len(rows), "turns (seconds; each step from the one before):")
     for index, (_, label) in enumerate(STEPS):
@@ -214,17 +284,26 @@ async def _run(args: argparse.Namespace) -> None:
         _line("(VAD end estimate − true end)", lags)
     if totals:
         _line("END OF SPEECH → FIRST REPLY AUDIO", totals)
-    firsts = [t.total for i, (_, t, _, _) in enumerate(rows) if i % len(clips) == 0 and t.total]
-    if firsts:
-        print(
-            f"  first turn of each round (the demo's case): {', '.join(f'{v:.2f}' for v in firsts)}"
-        )
+    if args.sessions == 1:
+        firsts = [t.total for i, (_, t, _, _) in enumerate(rows) if i % len(clips) == 0 and t.total]
+        if firsts:
+            shown = ", ".join(f"{v:.2f}" for v in firsts)
+            print(f"  first turn of each round (the demo's case): {shown}")
     errors = [wer(c.text, t.text) for c, t, _, _ in rows]
     if errors:
         print(f"  mean WER of the transcripts: {statistics.mean(errors):.3f}")
     for clip, turn, _, _ in rows:
         if wer(clip.text, turn.text) > 0:
             print(f"  misheard: {clip.text!r} → {turn.text!r}")
+    median = statistics.median(totals) if totals else float("nan")
+    p90 = percentile(totals, 90) if totals else float("nan")
+    print(
+        f"RESULT sessions={args.sessions} compute={'old' if args.old_compute else 'pool'} "
+        f"workers={_compute.workers()} model_threads={_compute.model_threads()} "
+        f"turns={len(totals)}/{len(rows)} median={median:.2f} p90={p90:.2f} "
+        f"cores_busy={cores_busy:.2f} load={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
 
 
 def _line(label: str, values: list[float]) -> None:
@@ -249,6 +328,16 @@ if __name__ == "__main__":
         help="VAD pause hint after this much quiet: Whisper starts then (default: first quiet "
         "frame); a negative value turns speculation off",
     )
+    parser.add_argument("--sessions", type=int, default=1, help="concurrent calls (default 1)")
+    parser.add_argument(
+        "--stagger", type=float, default=1.3, help="seconds between the calls' starts"
+    )
+    parser.add_argument(
+        "--old-compute",
+        metavar="FILE",
+        help="measure with this _compute.py instead (the old one-thread design)",
+    )
+    parser.add_argument("--brief", action="store_true", help="no per-turn table")
     parser.add_argument(
         "--busy",
         type=int,

