@@ -116,6 +116,7 @@ import asyncio
 import functools
 import json
 import logging
+import math
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
@@ -125,7 +126,7 @@ import httpx
 
 from ._agent_tools import Tool, run_tool, tool, tools_of
 from ._compute import settle
-from ._errors import ConfigError, ProviderResponseError, StageError
+from ._errors import ConfigError, ProviderResponseError, ProviderTimeout, StageError
 from ._http import new_client
 from ._secrets import redact
 from .events import (
@@ -148,7 +149,7 @@ from .llm import chat
 from .llm._responses_ws import ResponsesState, Restarted
 from .llm._signature import accepted_context, call_llm
 from .llm.endpoint import Endpoint
-from .ops import Flow, Stage
+from .ops import Flow, Stage, tap
 from .session import HistoryOption, HistoryWindow, Session
 from .text import sentences, split_sentences
 from .turns import turns as make_turns
@@ -195,6 +196,10 @@ class _Config:
     client: httpx.AsyncClient | None
     wants_client: bool
     preemptive: bool = False
+    first_audio_deadline: float | None = None
+    llm_deadline: float | None = None
+    filler: str | None = None
+    filler_after: float = 1.5
     history: HistoryWindow | None = None  # what of the Session is sent to the LLM
 
 
@@ -210,6 +215,15 @@ class _Heard:
     def __init__(self, text: str, number: int) -> None:
         self.text = text
         self.number = number
+
+
+class _Fill:
+    """Private wrapper of an item of the filler: heard, but not the reply's own audio."""
+
+    __slots__ = ("item",)
+
+    def __init__(self, item: Any) -> None:
+        self.item = item
 
 
 def _join(parts: Sequence[str]) -> str:
@@ -235,6 +249,7 @@ class _Reply:
     __slots__ = (
         "audio",
         "base",
+        "begun",
         "cancelled",
         "heard",
         "heard_upto",
@@ -243,7 +258,9 @@ class _Reply:
         "pending",
         "recording",
         "said",
+        "sentences",
         "spoke",
+        "started",
         "text",
         "tool",
     )
@@ -261,10 +278,25 @@ class _Reply:
         self.pending: list[ToolCall] = []
         self.text: list[str] = []  # the LLM's text so far, all rounds
         self.tool: str | None = None  # the tool running now
+        self.sentences: list[str] = []  # the sentences given to the TTS so far
+        # when the reply began for the caller (its ReplyStarted), on the loop's clock
+        self.started: float | None = None
+        self.begun = asyncio.Event()
         # clear while the reply is speculative, and after its promotion until its held output
         # is handled: what depends on what was heard (tool rounds, errors, the end) waits
         self.live = asyncio.Event()
         self.live.set()
+
+    def begin(self) -> None:
+        """The reply starts for the caller now: its deadlines count from here."""
+        if self.started is None:
+            self.started = asyncio.get_running_loop().time()
+            self.begun.set()
+
+    def note(self, item: Any) -> None:
+        """Note a sentence on its way to the TTS (for the error of a missed deadline)."""
+        if isinstance(item, Sentence):
+            self.sentences.append(item.text)
 
     def commit_calls(self, calls: Sequence[ToolCall]) -> None:
         text = _join(self.heard) or None
@@ -326,15 +358,21 @@ async def _llm_events(
         reply.llm_error = exc
         raise
     replay = _Replay()
+    loop = asyncio.get_running_loop()
+    ends = None if cfg.llm_deadline is None else loop.time() + cfg.llm_deadline
     try:
         while True:
+            limit = asyncio.timeout_at(ends)
             try:
-                event = await anext(stream)
+                async with limit:
+                    event = await anext(stream)
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                if isinstance(exc, TimeoutError) and limit.expired():
+                    exc = _late_llm(cfg, reply)
                 reply.llm_error = exc
-                raise
+                raise exc from None
             if isinstance(event, str):
                 event = Token(event)
             elif isinstance(event, ResponsesState | Continuity):
@@ -403,20 +441,36 @@ class _Replay:
         return [event]
 
 
+def _late_llm(cfg: _Config, reply: _Reply) -> ProviderTimeout:
+    """The error for an LLM request that outlived ``llm_deadline``."""
+    text = "".join(reply.text)
+    got = f"{len(text)} characters of text so far" if text.strip() else "no text at all"
+    return ProviderTimeout(
+        f"the LLM's reply was not finished within {cfg.llm_deadline:g} s (llm_deadline): {got}",
+        provider="llm",
+    )
+
+
 def _original(exc: BaseException) -> BaseException:
     return exc.original if isinstance(exc, StageError) else exc
 
 
 async def _fail(
-    cfg: _Config, reply: _Reply, exc: BaseException, *, unanswered: bool = False
+    cfg: _Config,
+    reply: _Reply,
+    exc: BaseException,
+    *,
+    unanswered: bool = False,
+    source: str | None = None,
 ) -> AsyncIterator[Any]:
     """Report a failed reply; speak the error message if nothing was heard of it yet (or, with
-    ``unanswered``, if the turn got no answer although something was said before it failed)."""
+    ``unanswered``, if the turn got no answer although something was said before it failed).
+    ``source`` names what failed when it was not the LLM's error (a missed deadline)."""
     await reply.live.wait()  # a speculative reply's failure is news only once it is promoted
     from_llm = reply.llm_error is not None
     error = reply.llm_error if reply.llm_error is not None else _original(exc)
     speak = bool(from_llm and cfg.llm_error_message and (unanswered or not reply.audio))
-    where = "llm" if from_llm else "tts"
+    where = source or ("llm" if from_llm else "tts")
     text = redact(f"{type(error).__name__}: {error}")
     _log.warning("reply failed (%s): %s", where, text)
     yield ReplyFailed(where, text, speak, error)
@@ -444,7 +498,12 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
         offer = specs if rounds < cfg.max_tool_rounds else None
         calls: list[ToolCall] = []
         try:
-            flow = Flow(_llm_events(cfg, reply, offer, client)) | _SPEAKABLE | cfg.tts
+            flow = (
+                Flow(_llm_events(cfg, reply, offer, client))
+                | _SPEAKABLE
+                | tap(reply.note, name="note")
+                | cfg.tts
+            )
             async with flow.open() as items:
                 async for item in items:
                     if isinstance(item, ToolCall):
@@ -494,6 +553,104 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
             break
     await reply.live.wait()
     yield SessionUpdated(reply.finish(interrupted=False))
+
+
+async def _watched(cfg: _Config, reply: _Reply, inner: AsyncIterator[Any]) -> AsyncIterator[Any]:
+    """``inner`` (a reply), abandoned if it gives no audio within ``first_audio_deadline`` of
+    its start; the filler spoken once if no text has come by ``filler_after``."""
+    loop = asyncio.get_running_loop()
+    deadline = cfg.first_audio_deadline
+    filled = cfg.filler is None
+    produced = False  # whether the reply has given audio
+    pull: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            if pull is None:
+                pull = asyncio.ensure_future(anext(inner))
+            if produced or (deadline is None and filled):
+                item = await pull  # nothing more to watch
+                pull = None
+                yield item
+                continue
+            begun = None
+            timeout = None
+            if reply.started is None:  # a speculation: its time has not started yet
+                begun = asyncio.ensure_future(reply.begun.wait())
+            else:
+                ends = [] if deadline is None else [reply.started + deadline]
+                if not filled:
+                    ends.append(reply.started + cfg.filler_after)
+                timeout = max(0.0, min(ends) - loop.time())
+            waiting = {pull} if begun is None else {pull, begun}
+            try:
+                await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                await settle(begun)
+            if pull.done():
+                done, pull = pull, None
+                item = done.result()  # StopAsyncIteration ends this generator too
+                if isinstance(item, AudioChunk):
+                    produced = True
+                yield item
+                continue
+            if reply.started is None:
+                continue
+            now = loop.time()
+            if deadline is not None and now >= reply.started + deadline:
+                error, where = _dead_air(deadline, reply)  # before closing: what it waits on
+                await settle(pull)
+                pull = None
+                aclose = getattr(inner, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                reply.llm_error = error
+                _log.info("reply abandoned: %s", error)
+                async for item in _fail(cfg, reply, error, source=where):
+                    yield item
+                yield SessionUpdated(reply.finish(interrupted=False))
+                return
+            if not filled and now >= reply.started + cfg.filler_after:
+                filled = True
+                if not "".join(reply.text).strip():  # the first token is late: hold the line
+                    async for item in _filler(cfg, reply):
+                        yield item
+    except StopAsyncIteration:
+        return
+    finally:
+        await settle(pull)
+        aclose = getattr(inner, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+async def _filler(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
+    """Speak the filler: heard, but not the LLM's words, so never recorded."""
+    try:
+        async with (Flow([Sentence(str(cfg.filler))]) | cfg.tts).open() as items:
+            async for item in items:
+                yield _Fill(item)
+    except Exception as exc:
+        if reply.cancelled:
+            raise
+        _log.warning("the filler could not be spoken: %s", redact(str(_original(exc))))
+
+
+def _dead_air(deadline: float, reply: _Reply) -> tuple[ProviderTimeout, str]:
+    """The error for a reply that gave no audio in time, naming what it was waiting on."""
+    head = f"no audio within {deadline:g} s"
+    text = "".join(reply.text)
+    if reply.tool is not None:
+        what, where = f"the tool {reply.tool!r} was still running", "tool"
+    elif reply.sentences:
+        what, where = f"the TTS gave no audio for {reply.sentences[0][:60]!r}", "tts"
+    elif text.strip():
+        what, where = (
+            f"the LLM sent {len(text)} characters ({text[:40]!r}) but no whole sentence",
+            "llm",
+        )
+    else:
+        what, where = "the LLM sent no text (nothing at all, or only keep-alives)", "llm"
+    return ProviderTimeout(f"{head}: {what}", provider=where), where
 
 
 def _empty(reply: _Reply) -> ProviderResponseError:
@@ -612,7 +769,7 @@ class _Speculation(_Running):
     def __init__(self, cfg: _Config, origin: Session, text: str, client: Any) -> None:
         state = _Reply(origin.add_user(text))
         state.live.clear()
-        super().__init__(state, _answer(cfg, state, client))
+        super().__init__(state, _watched(cfg, state, _answer(cfg, state, client)))
         self.origin = origin
         self.index = len(origin.messages)  # where the user's message is
         self.text = text
@@ -711,7 +868,10 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                             running, spec = spec, None
                         else:
                             state = _Reply(session.add_user(item.text))
-                            running = _Running(state, _answer(cfg, state, client))
+                            running = _Running(
+                                state, _watched(cfg, state, _answer(cfg, state, client))
+                            )
+                        running.state.begin()
                         yield ReplyStarted(item.text, item.t)
                     if spec is not None:
                         await spec.close()
@@ -735,10 +895,14 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         state.heard.append(out.text)
                         state.said.append(out.text)
                     continue
-                if isinstance(out, AudioChunk):
+                filler = isinstance(out, _Fill)
+                if filler:
+                    out = out.item
+                if isinstance(out, AudioChunk) and not filler:
                     state.audio = True
                     if state.recording:
                         state.spoke = True
+                if isinstance(out, AudioChunk):
                     if not clock.placed(state):
                         clock.start(state)
                     out = clock.stamp(out)
@@ -776,12 +940,9 @@ class _Clock:
 
     def see(self, item: Any) -> None:
         """Note the stream time of an inbound item."""
-        if isinstance(item, AudioChunk):
-            t = item.end
-        else:
-            t = getattr(item, "t", None)
-            if isinstance(t, bool) or not isinstance(t, int | float):
-                return
+        t: Any = item.end if isinstance(item, AudioChunk) else getattr(item, "t", None)
+        if isinstance(t, bool) or not isinstance(t, int | float):
+            return
         if t > self.inbound:
             self.inbound = float(t)
 
@@ -809,6 +970,23 @@ def _user_went_on(item: Any, spec: _Speculation) -> bool:
     return False
 
 
+def _seconds(name: str, value: Any, *, none: bool = True) -> float | None:
+    """An option in seconds: a positive finite number (or None where allowed)."""
+    if value is None and none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        allowed = " or None" if none else ""
+        raise ConfigError(
+            f"agent: {name} must be a positive number of seconds{allowed}, got {value!r}"
+        )
+    return float(value)
+
+
 def agent(
     *,
     llm: LLM,
@@ -822,6 +1000,10 @@ def agent(
     client: httpx.AsyncClient | None = None,
     preemptive: bool = True,
     history: HistoryOption = None,
+    first_audio_deadline: float | None = 5.0,
+    llm_deadline: float | None = 30.0,
+    filler: str | None = None,
+    filler_after: float = 1.5,
 ) -> Stage[Any, Any]:
     """The conversation loop as a stage: user turns in, reply audio and events out.
 
@@ -841,6 +1023,15 @@ def agent(
     ``history``: what of the Session the LLM is sent — a :class:`~voicekit.HistoryWindow` (the
     last turns, or a token budget) or a number of turns; None (the default) sends it all. The
     Session keeps everything either way.
+
+    Dead air is bounded. ``first_audio_deadline``: seconds from a reply's start (its
+    ``ReplyStarted``) within which its first audio must come — the LLM's first token, the first
+    whole sentence, the tools and the TTS all count against it — else the reply is abandoned
+    as a ``ReplyFailed`` and ``llm_error_message`` is spoken. ``llm_deadline``: seconds one LLM
+    request may take from start to end, however steadily it trickles or sends keep-alives.
+    None turns either off. ``filler`` (e.g. ``"One moment."``): spoken once in a reply whose
+    first token has not come ``filler_after`` seconds after its start; heard, but never
+    recorded as the LLM's words (it does not stop the deadline's clock).
 
     See the module documentation for what comes out and how history is recorded.
 
@@ -874,6 +1065,11 @@ def agent(
         raise ConfigError(f"agent: max_tool_rounds must be ≥ 0, got {max_tool_rounds}")
     if not isinstance(preemptive, bool):
         raise ConfigError(f"agent: preemptive must be True or False, got {preemptive!r}")
+    first_audio_deadline = _seconds("first_audio_deadline", first_audio_deadline)
+    llm_deadline = _seconds("llm_deadline", llm_deadline)
+    after = _seconds("filler_after", filler_after, none=False)
+    if filler is not None and not isinstance(filler, str):
+        raise ConfigError(f"agent: filler must be a str or None, got {type(filler).__name__}")
     try:
         window = HistoryWindow.of(history)
     except ConfigError as exc:
@@ -891,6 +1087,10 @@ def agent(
         wants_client="client" in accepted_context(fn),
         preemptive=preemptive,
         history=window,
+        first_audio_deadline=first_audio_deadline,
+        llm_deadline=llm_deadline,
+        filler=filler.strip() or None if filler is not None else None,
+        filler_after=after or 0.0,
     )
     return Stage.of(_run, "agent", cfg=cfg)
 

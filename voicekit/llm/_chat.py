@@ -35,6 +35,7 @@ from returns.future import FutureResult
 from returns.result import Failure, Result, Success
 
 from .._errors import (
+    ConfigError,
     EventTooLarge,
     ProviderConnectError,
     ProviderError,
@@ -159,6 +160,7 @@ async def chat(
     session: Session | None = None,
     client: httpx.AsyncClient | None = None,
     system: str | None = None,
+    deadline: float | None = None,
 ) -> AsyncGenerator[LLMEvent, None]:
     """Stream one reply: Tokens as they come, ToolCalls once complete, Usage, then Finish.
 
@@ -166,11 +168,55 @@ async def chat(
     ``tools``: function schemas. ``session``: where the session signals come from (call id,
     caller hash). ``client``: an ``httpx.AsyncClient`` to reuse (kept open); without one a
     client is made and closed for this call. ``system``: the system instruction.
+    ``deadline``: seconds the whole request may take, from now to its last event (the
+    endpoint's ``timeout`` only bounds the silence between bytes, so keep-alive comments or a
+    slow trickle of tokens could hold it open for ever); past it the request is closed and
+    :class:`~voicekit.ProviderTimeout` raised. None: no overall bound.
 
     Tool-call fragments are merged by index (id and name overwrite, arguments append) and each
     call is yielded whole when its choice finishes (``finish_reason``) or the stream ends.
     ``Finish.reason`` is the server's ``finish_reason`` (None if it never sent one).
     """
+    stream = _chat(endpoint, messages, tools=tools, session=session, client=client, system=system)
+    async with contextlib.aclosing(stream):
+        if deadline is None:
+            async for event in stream:
+                yield event
+            return
+        if isinstance(deadline, bool) or not isinstance(deadline, int | float) or deadline <= 0:
+            raise ConfigError(f"chat: deadline must be a positive number of seconds: {deadline!r}")
+        ends = asyncio.get_running_loop().time() + deadline
+        events = 0
+        while True:
+            limit = asyncio.timeout_at(ends)
+            try:
+                async with limit:
+                    event = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError:
+                if not limit.expired():
+                    raise
+                raise ProviderTimeout(
+                    f"{endpoint.name} ({endpoint.base_url}) did not finish within {deadline:g} s "
+                    f"(deadline), after {events} events",
+                    provider=endpoint.name,
+                ) from None
+            events += 1
+            yield event
+
+
+async def _chat(
+    endpoint: Endpoint,
+    messages: Messages,
+    /,
+    *,
+    tools: Sequence[Mapping[str, Any]] | None,
+    session: Session | None,
+    client: httpx.AsyncClient | None,
+    system: str | None,
+) -> AsyncGenerator[LLMEvent, None]:
+    """:func:`chat` without its deadline."""
     request = build_request(endpoint, messages, tools=tools, session=session, system=system)
     content = request.content()
     timeout = http_timeout(endpoint)
@@ -339,6 +385,7 @@ def complete(
     session: Session | None = None,
     client: httpx.AsyncClient | None = None,
     system: str | None = None,
+    deadline: float | None = None,
 ) -> FutureResult[str, ProviderError]:
     """The whole reply text, as a lazy ``FutureResult`` (Failure: the ProviderError).
 
@@ -350,7 +397,13 @@ def complete(
     async def run() -> Result[str, ProviderError]:
         parts: list[str] = []
         stream = chat(
-            endpoint, messages, tools=tools, session=session, client=client, system=system
+            endpoint,
+            messages,
+            tools=tools,
+            session=session,
+            client=client,
+            system=system,
+            deadline=deadline,
         )
         try:
             async with contextlib.aclosing(stream) as events:
