@@ -6,16 +6,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from servers import fake_telnyx
 from servers.codec_server import CodecServer
 from servers.fake_carrier import caller_audio
 from servers.fake_telnyx import TelnyxCall
+from servers.serving import Recorder, serving, voicekit_tasks
 
+import voicekit as vk
+import voicekit.serve
 from voicekit import ConfigError, ProtocolError
 from voicekit.audio import ulaw_decode_bytes
 from voicekit.events import (
@@ -373,3 +378,180 @@ def test_verify_webhook_ed25519() -> None:
     assert not telnyx.verify_webhook(public, body, signature, "soon", now=1700000000)
     with pytest.raises(ConfigError, match="TELNYX_PUBLIC_KEY"):
         telnyx.verify_webhook("short", body, signature, "1700000000")
+
+
+# ---------------------------------------------------------------------------------------------
+# voicekit.serve.app(carrier="telnyx"), run by uvicorn, called by the fake Telnyx
+# ---------------------------------------------------------------------------------------------
+
+
+class TelnyxAccount:
+    """A Telnyx account for the tests: an Ed25519 key pair; ``sign`` makes the headers Telnyx
+    sends with a webhook (``telnyx-signature-ed25519`` over ``"{timestamp}|{body}"``)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+        from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+        self.private = Ed25519PrivateKey.generate()
+        raw = self.private.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        monkeypatch.setenv("TELNYX_PUBLIC_KEY", base64.b64encode(raw).decode())
+        monkeypatch.setenv("TELNYX_API_KEY", "KEY-test-telnyx-0123456789")
+
+    def sign(self, body: bytes, *, age: float = 0.0) -> dict[str, str]:
+        stamp = str(int(time.time() - age))
+        signature = self.private.sign(stamp.encode() + b"|" + body)
+        return {
+            "telnyx-signature-ed25519": base64.b64encode(signature).decode(),
+            "telnyx-timestamp": stamp,
+        }
+
+
+FORM = {"CallSid": "v3:served-1", "From": "+15550001111", "To": "+15550002222"}
+
+
+def echo_reply(messages: Any) -> list[str]:
+    return [f"You said {messages[-1]['content']}. ", "Anything else?"]
+
+
+async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch) -> None:
+    account = TelnyxAccount(monkeypatch)
+    rec = Recorder(["what time is it"], echo_reply)
+    application = vk.serve.app(rec.on_call, carrier="telnyx", on_end=rec.on_end)
+    assert sorted(r.path for r in application.routes) == [
+        "/healthz", "/readyz", "/telnyx/media", "/telnyx/voice", "/ws",
+    ]
+    async with serving(application) as host:
+        url, params = await fake_telnyx.answer(f"http://{host}", FORM, account.sign)
+        assert url == f"ws://{host}/telnyx/media" and set(params) == {"token"}
+        peer = TelnyxCall(url, call_control_id=FORM["CallSid"], custom_parameters=params)
+        record = await peer.call(  # the question, then 4 s for the reply to play out
+            caller_audio(seconds=1.0), until=lambda r: bool(r.events("media")), linger=4.0
+        )
+        await asyncio.wait_for(rec.done.wait(), 10)
+
+    assert record.violations == []
+    (started,) = rec.of(CallStarted)
+    assert started.call_id == "v3:served-1" and started.carrier == "telnyx"
+    assert (started.caller, started.callee) == ("+15550001111", "+15550002222")
+    assert "token" not in started.parameters  # checked, then kept from the pipeline
+    assert [p.name for p in rec.of(Played)] == [name for _, name in record.echoed]
+    (session,) = rec.ended
+    assert session.call_id == "v3:served-1" and "+1555" not in repr(session)
+    assert session.messages_json()[:2] == [
+        {"role": "user", "content": "what time is it"},
+        {"role": "assistant", "content": "You said what time is it. Anything else?"},
+    ]
+    assert 1.0 < record.heard_seconds < 10.0
+    assert await voicekit_tasks() == []
+
+
+async def test_telnyx_answer_and_stream_refusals(monkeypatch) -> None:
+    account = TelnyxAccount(monkeypatch)
+    rec = Recorder([], echo_reply)
+    application = vk.serve.app(rec.on_call, carrier="telnyx", on_end=rec.on_end)
+    async with serving(application) as host:
+        base = f"http://{host}"
+        with pytest.raises(fake_telnyx.AnswerRefused) as refused:
+            await fake_telnyx.answer(base, FORM)  # unsigned
+        assert refused.value.status == 403
+        with pytest.raises(fake_telnyx.AnswerRefused) as refused:
+            await fake_telnyx.answer(base, FORM, lambda body: account.sign(body, age=3600))
+        assert refused.value.status == 403
+        with pytest.raises(fake_telnyx.AnswerRefused) as refused:
+            await fake_telnyx.answer(base, {"From": "+1"}, account.sign)
+        assert refused.value.status == 400
+
+        url, params = await fake_telnyx.answer(base, FORM, account.sign)
+        no_token = await TelnyxCall(url, call_control_id="v3:served-1").call(hangup_at=3.0)
+        other_call = await TelnyxCall(url, call_control_id="v3:other", custom_parameters=params)\
+            .call(hangup_at=3.0)
+        first = await TelnyxCall(url, call_control_id="v3:served-1", custom_parameters=params)\
+            .call(hangup_at=0.3)
+        replay = await TelnyxCall(url, call_control_id="v3:served-1", custom_parameters=params)\
+            .call(hangup_at=3.0)
+    for refused_call in (no_token, other_call, replay):
+        assert refused_call.closed_by_server and refused_call.close_code == 1008
+        assert refused_call.ended_at < 2.0
+    assert not first.closed_by_server
+    assert rec.calls == 1  # only the first use of the token reached on_call
+
+
+def texts(long: list[str]) -> Callable[[Any], list[str]]:
+    return lambda messages: long
+
+
+async def test_a_barge_in_on_telnyx_keeps_only_what_was_heard(monkeypatch) -> None:
+    """Telnyx returns the marks still queued when it gets a clear; the codec takes them for
+    what they are (not heard), so the Session keeps only the sentences really played."""
+    long = ["This is the first sentence of a long answer. "] + [
+        f"Here comes sentence number {i} of it, which goes on for a while. " for i in range(2, 9)
+    ]
+    rec = Recorder(["tell me everything", "stop"], texts(long))
+    application = vk.serve.app(rec.on_call, carrier="telnyx", dev=True, on_end=rec.on_end)
+    question = caller_audio(seconds=1.0)
+    pause = b"\xff" * int(8000 * 3.0)  # the reply starts ~0.5 s in: ~2.5 s of it is heard
+    interruption = caller_audio(seconds=0.8)
+    async with serving(application) as host:
+        record = await TelnyxCall(f"ws://{host}/telnyx/media").call(
+            question + pause + interruption, until=lambda r: bool(r.clears), linger=1.5
+        )
+        await asyncio.wait_for(rec.done.wait(), 10)
+
+    assert record.violations == [] and len(record.clears) >= 1
+    returned = {name for t, name in record.echoed if t >= record.clears[0]}
+    assert not returned & {p.name for p in rec.of(Played)}  # a returned mark is not "played"
+    messages = rec.ended[0].messages_json()
+    assert messages[0] == {"role": "user", "content": "tell me everything"}
+    heard = messages[1]
+    assert heard["role"] == "assistant" and heard.get("interrupted") is True
+    full = "".join(long).strip()
+    assert heard["content"] and full.startswith(heard["content"].strip())
+    assert len(heard["content"]) < len(full) / 2
+    assert messages[2] == {"role": "user", "content": "stop"}
+    assert await voicekit_tasks() == []
+
+
+async def test_marks_through_the_app_and_a_clear_that_returns_the_last_one() -> None:
+    """A hand-written outbound stream through the real connection layer, sent all at once
+    (``lead`` 10 s: Telnyx holds it all): each mark comes back as Played when its audio has
+    played; the caller's key press makes the agent interrupt, the clear makes Telnyx return the
+    mark still queued, and that one is not Played."""
+    loop = asyncio.get_running_loop()
+    played: list[tuple[str, float]] = []
+    keys: list[Dtmf] = []
+    interrupt = asyncio.Event()
+    began: list[float] = []
+
+    async def on_call(call: Any) -> None:
+        async def speak() -> Any:
+            began.append(loop.time())
+            for name, seconds in (("one", 0.5), ("two", 0.5), ("three", 3.0)):
+                for i in range(int(seconds * 50)):
+                    yield AudioChunk(np.full(320, 3000, np.int16), 16000, i * 0.02)
+                yield Mark(name)
+            await interrupt.wait()
+            yield Interrupted()
+
+        async def listen() -> None:
+            async for item in call.inbound:
+                if isinstance(item, Played):
+                    played.append((item.name, loop.time() - began[0]))
+                elif isinstance(item, Dtmf):
+                    keys.append(item)
+                    interrupt.set()
+
+        await asyncio.gather(call.outbound(speak()), listen())
+
+    application = vk.serve.app(on_call, carrier="telnyx", dev=True, lead=10.0)
+    async with serving(application) as host:
+        record = await TelnyxCall(f"ws://{host}/telnyx/media").call(
+            digits=[(2.0, "5")], until=lambda r: bool(r.clears), linger=0.5
+        )
+    assert record.violations == []
+    assert [k.digit for k in keys] == ["5"]
+    assert [name for _, name in record.echoed] == ["one", "two", "three"]  # three: returned
+    assert [name for name, _ in played] == ["one", "two"]  # … and not taken as heard
+    (_, one), (_, two) = played  # played out in real time, not when sent
+    assert 0.45 <= one <= 0.5 + 0.5 and 0.95 <= two <= 1.0 + 0.5
+    assert 1.9 <= record.heard_seconds <= 2.0 + 0.5  # the rest of part three was cleared

@@ -31,7 +31,7 @@ from websockets.exceptions import ConnectionClosed
 
 from voicekit.audio import load, ulaw_decode_bytes, ulaw_encode
 
-__all__ = ["Carrier", "Heard", "Received", "Record", "caller_audio"]
+__all__ = ["AnswerRefused", "Carrier", "Heard", "Received", "Record", "caller_audio"]
 
 RATE = 8000
 FRAME = 160  # 20 ms at 8 kHz
@@ -46,6 +46,14 @@ def caller_audio(wav: str | Path | None = None, *, seconds: float = 0.0) -> byte
         t = np.arange(int(seconds * RATE)) / RATE
         samples = (3000 * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
     return bytes(ulaw_encode(samples).tobytes())
+
+
+class AnswerRefused(Exception):
+    """The server's answer route said no (``status``, ``body``)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"answer refused with {status}: {body[:200]}")
+        self.status, self.body = status, body
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +122,7 @@ class Carrier:
         self._markers: list[tuple[float, str]] = []  # (due, name), not answered yet
         self._wake = asyncio.Event()
         self._seq = 0
+        self._hung_up = False
 
     # -- the carrier's wire shapes ------------------------------------------------------------
 
@@ -214,7 +223,7 @@ class Carrier:
                 await self.handle(message)
         except ConnectionClosed:
             pass
-        self.record.closed_by_server = True
+        self.record.closed_by_server = not self._hung_up
 
     # -- the call -----------------------------------------------------------------------------
 
@@ -264,6 +273,7 @@ class Carrier:
                     if delay > 0:
                         await asyncio.sleep(delay)
                 if not self.record.closed_by_server:
+                    self._hung_up = True
                     with contextlib.suppress(ConnectionClosed):
                         await self.send(self.stop())
                     await ws.close()

@@ -18,22 +18,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 import httpx
 
-from .fake_carrier import Carrier
+from .fake_carrier import AnswerRefused, Carrier
 
-__all__ = ["PlivoCall", "answer"]
+__all__ = ["AnswerRefused", "PlivoCall", "answer"]
 
 
-async def answer(base_url: str, form: dict[str, str]) -> tuple[str, str]:
+async def answer(
+    base_url: str, form: dict[str, str], sign: Callable[[bytes], dict[str, str]] | None = None
+) -> tuple[str, str]:
     """POST the answer request to ``{base_url}/plivo/voice``; return the ``<Stream>`` URL and
-    its ``extraHeaders``."""
+    its ``extraHeaders``. ``sign(body)`` gives the signature headers, as the carrier would send
+    them; a status other than 200 raises :class:`AnswerRefused`."""
+    body = urlencode(form).encode()
+    head = {"content-type": "application/x-www-form-urlencoded", **(sign(body) if sign else {})}
     async with httpx.AsyncClient() as client:
-        reply = await client.post(f"{base_url}/plivo/voice", data=form)
-    reply.raise_for_status()
+        reply = await client.post(f"{base_url}/plivo/voice", content=body, headers=head)
+    if reply.status_code != 200:
+        raise AnswerRefused(reply.status_code, reply.text)
     stream = ElementTree.fromstring(reply.text).find("Stream")
     if stream is None or not (stream.text or "").strip():
         raise AssertionError(f"no <Stream>URL</Stream> in the answer: {reply.text[:200]}")

@@ -17,22 +17,30 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 from xml.etree import ElementTree
 
 import httpx
 
-from .fake_carrier import Carrier
+from .fake_carrier import AnswerRefused, Carrier
 
-__all__ = ["TelnyxCall", "answer"]
+__all__ = ["AnswerRefused", "TelnyxCall", "answer"]
 
 
-async def answer(base_url: str, form: dict[str, str]) -> tuple[str, dict[str, str]]:
+async def answer(
+    base_url: str, form: dict[str, str], sign: Callable[[bytes], dict[str, str]] | None = None
+) -> tuple[str, dict[str, str]]:
     """POST the voice webhook to ``{base_url}/telnyx/voice``; return the TeXML's stream URL and
-    its ``<Parameter>`` values."""
+    its ``<Parameter>`` values. ``sign(body)`` gives the signature headers, as the carrier
+    would send them; a status other than 200 raises :class:`AnswerRefused`."""
+    body = urlencode(form).encode()
+    head = {"content-type": "application/x-www-form-urlencoded", **(sign(body) if sign else {})}
     async with httpx.AsyncClient() as client:
-        reply = await client.post(f"{base_url}/telnyx/voice", data=form)
-    reply.raise_for_status()
+        reply = await client.post(f"{base_url}/telnyx/voice", content=body, headers=head)
+    if reply.status_code != 200:
+        raise AnswerRefused(reply.status_code, reply.text)
     stream = ElementTree.fromstring(reply.text).find("Connect/Stream")
     if stream is None or not stream.get("url"):
         raise AssertionError(f"no <Connect><Stream url> in the TeXML: {reply.text[:200]}")
