@@ -263,6 +263,11 @@ def test_audio_chunk_refuses_a_bad_rate_or_time(rate: Any, t: Any, message: str)
         AudioChunk(np.zeros(160, dtype=np.int16), rate, t)
 
 
+def test_a_scalar_nan_is_named() -> None:
+    with pytest.raises(AudioError, match=r"to_int16: sample 0 is nan; audio must be finite"):
+        to_int16(np.float64("nan"))
+
+
 def test_audio_chunk_keeps_plain_numbers() -> None:
     chunk = AudioChunk(np.zeros(160, dtype=np.int16), np.int32(8000), np.float32(0.5))
     assert type(chunk.rate) is int and type(chunk.t) is float
@@ -418,11 +423,11 @@ async def test_an_implausible_file_rate_is_a_corrupt_header(tmp_path: Path, rate
         info(path)
 
 
-@pytest.mark.parametrize("rate", [0, -8000, True, 8000.0, "8000", None])
+@pytest.mark.parametrize("rate", [0, -8000, True, 8000.0, "8000", None, 768001, 10**12])
 async def test_wrong_rates_for_read_load_resample_and_from_array(tmp_path: Path, rate: Any) -> None:
     path = tmp_path / "a.wav"
     path.write_bytes(wav_bytes(np.zeros(1600, dtype=np.int16)))
-    message = r"rate must be a positive integer number of Hz, got "
+    message = r"rate must be a positive integer number of Hz up to 768000, got "
     if rate is not None:  # None keeps the file's rate in read and load
         with pytest.raises(AudioError, match=message):
             read(path, rate=rate)

@@ -19,7 +19,7 @@ def first_bad(x: npt.NDArray[Any]) -> tuple[int, int | None, float]:
     channel (``None`` for 1-D) and the value itself."""
     flat = int(np.argmax(~np.isfinite(x.reshape(-1))))
     value = float(x.reshape(-1)[flat])
-    if x.ndim == 1:
+    if x.ndim <= 1:
         return flat, None, value
     frame, channel = np.unravel_index(flat, x.shape)[:2]
     return int(frame), int(channel), value
@@ -209,10 +209,21 @@ def frames_first(array: npt.NDArray[Any], what: str) -> tuple[npt.NDArray[Any], 
     )
 
 
+MAX_RATE = 768000
+"""The highest sample rate (Hz) voicekit converts to or from; no audio interface goes higher."""
+
+
 def check_rate(rate: object, name: str = "rate") -> int:
-    """Return ``rate`` as an int if it is a positive integer number of Hz, else raise."""
-    if isinstance(rate, bool) or not isinstance(rate, int | np.integer) or rate <= 0:
-        raise AudioError(f"{name} must be a positive integer number of Hz, got {rate!r}")
+    """Return ``rate`` as an int if it is a positive integer number of Hz up to
+    :data:`MAX_RATE`, else raise."""
+    if (
+        isinstance(rate, bool)
+        or not isinstance(rate, int | np.integer)
+        or not 0 < rate <= MAX_RATE
+    ):
+        raise AudioError(
+            f"{name} must be a positive integer number of Hz up to {MAX_RATE}, got {rate!r}"
+        )
     return int(rate)
 
 
