@@ -8,14 +8,19 @@ import base64
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import parse_qsl
 from xml.etree import ElementTree
 
 import numpy as np
 import pytest
+from servers import fake_plivo
 from servers.codec_server import CodecServer
 from servers.fake_carrier import caller_audio
 from servers.fake_plivo import PlivoCall
+from servers.serving import Recorder, serving, voicekit_tasks
 
+import voicekit as vk
+import voicekit.serve
 from voicekit import ConfigError, ProtocolError
 from voicekit.audio import ulaw_decode_bytes
 from voicekit.events import (
@@ -384,3 +389,175 @@ def test_signature_v3_signs_url_sorted_params_and_nonce() -> None:
     assert not plivo.verify_signature("tok", url, form, "n2", good)
     assert not plivo.verify_signature("tok", url, {**form, "To": "+3"}, "n1", good)
     assert not plivo.verify_signature("tok", url, form, "", good)
+
+
+# ---------------------------------------------------------------------------------------------
+# voicekit.serve.app(carrier="plivo"), run by uvicorn, called by the fake Plivo
+# ---------------------------------------------------------------------------------------------
+
+AUTH_TOKEN = "plivo-test-auth-token-0123"
+FORM = {"CallUUID": "served-uuid-1", "From": "+15550001111", "To": "+15550002222",
+        "Direction": "inbound"}
+
+
+def signer(host: str, nonce: str = "31415926535") -> Callable[[bytes], dict[str, str]]:
+    """What Plivo sends with its answer request: the V3 signature over URL, params, nonce."""
+
+    def sign(body: bytes) -> dict[str, str]:
+        params = dict(parse_qsl(body.decode(), keep_blank_values=True))
+        url = f"http://{host}/plivo/voice"
+        return {
+            "X-Plivo-Signature-V3": plivo.signature_v3(AUTH_TOKEN, url, params, nonce),
+            "X-Plivo-Signature-V3-Nonce": nonce,
+        }
+
+    return sign
+
+
+def echo_reply(messages: Any) -> list[str]:
+    return [f"You said {messages[-1]['content']}. ", "Anything else?"]
+
+
+async def test_a_signed_plivo_call_is_answered_by_the_agent(monkeypatch) -> None:
+    monkeypatch.setenv("PLIVO_AUTH_TOKEN", AUTH_TOKEN)
+    rec = Recorder(["what time is it"], echo_reply)
+    application = vk.serve.app(rec.on_call, carrier="plivo", on_end=rec.on_end)
+    assert sorted(r.path for r in application.routes) == [
+        "/healthz", "/plivo/media", "/plivo/voice", "/readyz", "/ws",
+    ]
+    async with serving(application) as host:
+        url, headers = await fake_plivo.answer(f"http://{host}", FORM, signer(host))
+        assert url == f"ws://{host}/plivo/media" and "+1555" not in headers
+        peer = PlivoCall(url, call_id=FORM["CallUUID"], extra_headers=headers)
+        record = await peer.call(  # the question, then 4 s for the reply to play out
+            caller_audio(seconds=1.0), until=lambda r: bool(r.events("playAudio")), linger=4.0
+        )
+        await asyncio.wait_for(rec.done.wait(), 10)
+
+    assert record.violations == []
+    (started,) = rec.of(CallStarted)
+    assert started.call_id == "served-uuid-1" and started.carrier == "plivo"
+    assert (started.caller, started.callee) == ("+15550001111", "+15550002222")
+    assert "token" not in started.parameters
+    assert [p.name for p in rec.of(Played)] == [name for _, name in record.echoed]
+    (session,) = rec.ended
+    assert session.call_id == "served-uuid-1" and "+1555" not in repr(session)
+    assert session.messages_json()[:2] == [
+        {"role": "user", "content": "what time is it"},
+        {"role": "assistant", "content": "You said what time is it. Anything else?"},
+    ]
+    assert 1.0 < record.heard_seconds < 10.0
+    assert await voicekit_tasks() == []
+
+
+async def test_plivo_answer_and_stream_refusals(monkeypatch) -> None:
+    monkeypatch.setenv("PLIVO_AUTH_TOKEN", AUTH_TOKEN)
+    rec = Recorder([], echo_reply)
+    application = vk.serve.app(rec.on_call, carrier="plivo", on_end=rec.on_end)
+    async with serving(application) as host:
+        base = f"http://{host}"
+        with pytest.raises(fake_plivo.AnswerRefused) as refused:
+            await fake_plivo.answer(base, FORM)  # unsigned
+        assert refused.value.status == 403
+
+        def forged(body: bytes) -> dict[str, str]:  # signed for other parameters
+            return signer(host)(body.replace(b"served-uuid-1", b"other-uuid"))
+
+        with pytest.raises(fake_plivo.AnswerRefused) as refused:
+            await fake_plivo.answer(base, FORM, forged)
+        assert refused.value.status == 403
+        with pytest.raises(fake_plivo.AnswerRefused) as refused:
+            await fake_plivo.answer(base, {"From": "+1"}, signer(host))
+        assert refused.value.status == 400
+
+        url, headers = await fake_plivo.answer(base, FORM, signer(host))
+        no_token = await PlivoCall(url, call_id="served-uuid-1").call(hangup_at=3.0)
+        other_call = await PlivoCall(url, call_id="other", extra_headers=headers).call(
+            hangup_at=3.0
+        )
+        first = await PlivoCall(url, call_id="served-uuid-1", extra_headers=headers).call(
+            hangup_at=0.3
+        )
+        replay = await PlivoCall(url, call_id="served-uuid-1", extra_headers=headers).call(
+            hangup_at=3.0
+        )
+    for refused_call in (no_token, other_call, replay):
+        assert refused_call.closed_by_server and refused_call.close_code == 1008
+        assert refused_call.ended_at < 2.0
+    assert not first.closed_by_server
+    assert rec.calls == 1
+
+
+async def test_a_barge_in_on_plivo_keeps_only_what_was_heard() -> None:
+    long = ["This is the first sentence of a long answer. "] + [
+        f"Here comes sentence number {i} of it, which goes on for a while. " for i in range(2, 9)
+    ]
+    rec = Recorder(["tell me everything", "stop"], lambda messages: long)
+    application = vk.serve.app(rec.on_call, carrier="plivo", dev=True, on_end=rec.on_end)
+    question = caller_audio(seconds=1.0)
+    pause = b"\xff" * int(8000 * 3.0)
+    interruption = caller_audio(seconds=0.8)
+    async with serving(application) as host:
+        record = await PlivoCall(f"ws://{host}/plivo/media").call(
+            question + pause + interruption, until=lambda r: bool(r.clears), linger=1.5
+        )
+        await asyncio.wait_for(rec.done.wait(), 10)
+
+    assert record.violations == [] and len(record.events("clearAudio")) >= 1
+    messages = rec.ended[0].messages_json()
+    assert messages[0] == {"role": "user", "content": "tell me everything"}
+    heard = messages[1]
+    assert heard["role"] == "assistant" and heard.get("interrupted") is True
+    full = "".join(long).strip()
+    assert heard["content"] and full.startswith(heard["content"].strip())
+    assert len(heard["content"]) < len(full) / 2
+    assert messages[2] == {"role": "user", "content": "stop"}
+    assert await voicekit_tasks() == []
+
+
+async def test_checkpoints_through_the_app_and_a_clear_that_drops_the_last_one() -> None:
+    """Through the real connection layer, sent all at once (``lead`` 10 s): each checkpoint
+    is answered when its audio has played; the caller's key press interrupts, Plivo drops the
+    queued checkpoint and says clearedAudio; nothing more is Played."""
+    loop = asyncio.get_running_loop()
+    played: list[tuple[str, float]] = []
+    keys: list[Dtmf] = []
+    interrupt = asyncio.Event()
+    began: list[float] = []
+
+    async def on_call(call: Any) -> None:
+        async def speak() -> Any:
+            began.append(loop.time())
+            for name, seconds in (("one", 0.5), ("two", 0.5), ("three", 3.0)):
+                for i in range(int(seconds * 50)):
+                    yield AudioChunk(np.full(320, 3000, np.int16), 16000, i * 0.02)
+                yield Mark(name)
+            await interrupt.wait()
+            yield Interrupted()
+
+        async def listen() -> None:
+            async for item in call.inbound:
+                if isinstance(item, Played):
+                    played.append((item.name, loop.time() - began[0]))
+                elif isinstance(item, Dtmf):
+                    keys.append(item)
+                    interrupt.set()
+
+        await asyncio.gather(call.outbound(speak()), listen())
+
+    application = vk.serve.app(on_call, carrier="plivo", dev=True, lead=10.0)
+    async with serving(application) as host:
+        record = await PlivoCall(f"ws://{host}/plivo/media").call(
+            digits=[(2.0, "5")], until=lambda r: bool(r.clears), linger=0.5
+        )
+    assert record.violations == []
+    assert [k.digit for k in keys] == ["5"]
+    assert [name for _, name in record.echoed] == ["one", "two"]
+    assert record.dropped == ["three"] and len(record.events("clearAudio")) == 1
+    assert [name for name, _ in played] == ["one", "two"]
+    (_, one), (_, two) = played
+    assert 0.45 <= one <= 0.5 + 0.5 and 0.95 <= two <= 1.0 + 0.5
+    # what played from the first audio to the clear, and not a frame more
+    played_until_clear = record.clears[0] - record.events("playAudio")[0].t
+    assert record.heard_seconds == pytest.approx(played_until_clear, abs=0.05)
+    assert record.heard_seconds < 3.0  # the rest of part three was thrown away
