@@ -100,13 +100,25 @@ def test_sample_path_names_what_exists() -> None:
         sample_path("nope.wav")
     with pytest.raises(AudioError, match="no bundled sample"):
         sample_path("../audio/__init__.py")
+    with pytest.raises(TypeError, match=r"sample_path takes a file name \(str\), got NoneType"):
+        sample_path(None)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------------------------
 # the examples in the docstrings run and are right
 
 
-MODULES = ["_arrays", "_convert", "_data", "_framer", "_io", "_resampler", "_stages", "_ulaw"]
+MODULES = [
+    "_arrays",
+    "_convert",
+    "_data",
+    "_framer",
+    "_io",
+    "_resampler",
+    "_riff",
+    "_stages",
+    "_ulaw",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -19,6 +19,8 @@ def sample_path(name: str = "question.wav") -> Path:
     >>> sample_path().name
     'question.wav'
     """
+    if not isinstance(name, str):
+        raise TypeError(f"sample_path takes a file name (str), got {type(name).__name__}")
     folder = files("voicekit") / "data"
     resource = folder / name
     if not name or "/" in name or "\\\\" in name or not resource.is_file():
