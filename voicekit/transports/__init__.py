@@ -2,7 +2,8 @@
 
 Each carrier's wire protocol is a :class:`Codec`: pure functions from one wire message to
 voicekit events and from one outbound item to wire messages, threading a frozen protocol state
-(:mod:`voicekit.transports.twilio`, :mod:`voicekit.transports.websocket`). :func:`run_call` runs
+(:mod:`voicekit.transports.twilio`, :mod:`voicekit.transports.telnyx`,
+:mod:`voicekit.transports.plivo`, :mod:`voicekit.transports.websocket`). :func:`run_call` runs
 a codec over one accepted WebSocket and hands your ``on_call`` a :class:`Call`::
 
     async def on_call(call):
@@ -11,9 +12,19 @@ a codec over one accepted WebSocket and hands your ``on_call`` a :class:`Call`::
 :mod:`voicekit.serve` puts the carriers' routes in an ASGI app.
 """
 
-from . import twilio, websocket
+from . import plivo, telnyx, twilio, websocket
 from ._codec import Codec, WireMessage
 from ._connection import Call, run_call
 from ._resample import StreamResampler
 
-__all__ = ["Call", "Codec", "StreamResampler", "WireMessage", "run_call", "twilio", "websocket"]
+__all__ = [
+    "Call",
+    "Codec",
+    "StreamResampler",
+    "WireMessage",
+    "plivo",
+    "run_call",
+    "telnyx",
+    "twilio",
+    "websocket",
+]
