@@ -561,3 +561,30 @@ async def test_checkpoints_through_the_app_and_a_clear_that_drops_the_last_one()
     played_until_clear = record.clears[0] - record.events("playAudio")[0].t
     assert record.heard_seconds == pytest.approx(played_until_clear, abs=0.05)
     assert record.heard_seconds < 3.0  # the rest of part three was thrown away
+
+
+@pytest.mark.parametrize("when", ["before start", "mid reply"])
+async def test_a_plivo_hang_up_leaves_nothing_running(when: str) -> None:
+    long = [f"Sentence {i} of a reply the caller never hears to its end. " for i in range(20)]
+    rec = Recorder(["go on"], lambda messages: long)
+    application = vk.serve.app(rec.on_call, carrier="plivo", dev=True, on_end=rec.on_end, grace=0.3)
+
+    class Gone(PlivoCall):  # connects and is gone before its start
+        def opening(self) -> list[dict[str, Any]]:
+            return []
+
+    async with serving(application) as host:
+        url = f"ws://{host}/plivo/media"
+        if when == "before start":
+            record = await Gone(url).call(hangup_at=0.0)
+            await asyncio.sleep(0.3)
+            assert rec.calls == 0 and not record.closed_by_server
+        else:
+            record = await PlivoCall(url).call(
+                caller_audio(seconds=1.0), until=lambda r: r.heard_seconds > 0.5
+            )
+            await asyncio.wait_for(rec.done.wait(), 5)
+            assert rec.of(CallEnded)[-1].reason == "hangup"
+            assert record.heard_seconds < 5.0
+        assert await voicekit_tasks() == []
+        assert application.state.voicekit.calls == 0

@@ -558,3 +558,33 @@ async def test_marks_through_the_app_and_a_clear_that_returns_the_last_one() -> 
     played_until_clear = record.clears[0] - record.events("media")[0].t
     assert record.heard_seconds == pytest.approx(played_until_clear, abs=0.05)
     assert record.heard_seconds < 3.0  # the rest of part three was thrown away
+
+
+@pytest.mark.parametrize("when", ["before start", "mid reply"])
+async def test_a_telnyx_hang_up_leaves_nothing_running(when: str) -> None:
+    long = [f"Sentence {i} of a reply the caller never hears to its end. " for i in range(20)]
+    rec = Recorder(["go on"], texts(long))
+    application = vk.serve.app(
+        rec.on_call, carrier="telnyx", dev=True, on_end=rec.on_end, grace=0.3
+    )
+
+    class Gone(TelnyxCall):  # connects, says hello, and is gone before its start
+        def opening(self) -> list[dict[str, Any]]:
+            return [{"event": "connected", "version": "1.0.0"}]
+
+    async with serving(application) as host:
+        url = f"ws://{host}/telnyx/media"
+        if when == "before start":
+            record = await Gone(url).call(hangup_at=0.0)
+            await asyncio.sleep(0.3)
+            assert rec.calls == 0 and not record.closed_by_server
+        else:
+            record = await TelnyxCall(url).call(
+                caller_audio(seconds=1.0),
+                until=lambda r: r.heard_seconds > 0.5,  # the reply is playing: hang up
+            )
+            await asyncio.wait_for(rec.done.wait(), 5)  # on_end within the grace, not 20 s
+            assert rec.of(CallEnded)[-1].reason == "hangup"  # Telnyx says stop, then closes
+            assert record.heard_seconds < 5.0
+        assert await voicekit_tasks() == []
+        assert application.state.voicekit.calls == 0
