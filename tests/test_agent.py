@@ -178,9 +178,11 @@ async def test_tool_call_runs_and_is_recorded_in_order():
     assert events == [
         "ReplyStarted",
         "Sentence",
+        "Mark",  # after each sentence's audio (see tests/test_agent_marks.py)
         "ToolCall",
         "ToolResult",
         "Sentence",
+        "Mark",
         "SessionUpdated",
     ]
     assert llm.calls[1][-1]["role"] == "tool"
@@ -527,7 +529,15 @@ async def test_a_plain_string_llm_and_usage_events_pass():
 
     out = await ([TurnEnded("yo")] | agent(llm=llm, tts=tts())).list()
     kinds = [type(x).__name__ for x in out if not isinstance(x, AudioChunk)]
-    assert kinds == ["TurnEnded", "ReplyStarted", "Usage", "Sentence", "Finish", "SessionUpdated"]
+    assert kinds == [
+        "TurnEnded",
+        "ReplyStarted",
+        "Usage",
+        "Sentence",
+        "Mark",
+        "Finish",
+        "SessionUpdated",
+    ]
 
 
 @vk.stage

@@ -140,8 +140,10 @@ async def test_a_prepared_reply_is_heard_right_after_the_turn_ends() -> None:
             "ReplyStarted",
             "AudioChunk",
             "Sentence",
+            "Mark",
             "AudioChunk",
             "Sentence",
+            "Mark",
             "SessionUpdated",
         ]
     )

@@ -21,9 +21,10 @@ What comes out, per reply
 -------------------------
 ``ReplyStarted(turn)``; then the reply's audio chunks, with the LLM's and the TTS's events in
 their place in the stream (``ToolCall``, ``ToolResult``, ``Usage``, ``Finish``, ``Switched``,
-``Sentence`` when the TTS passes text on); finally ``SessionUpdated(session)``. Items of the
-input other than audio (turn markers, speech markers, transcripts) are passed on in their
-place; the caller's audio is not (the only audio out is the agent's own voice).
+``Sentence`` when the TTS passes text on) and a ``Mark`` after each sentence's audio; finally
+``SessionUpdated(session)``. Items of the input other than audio (turn markers, speech
+markers, transcripts, call events) are passed on in their place; the caller's audio is not (the
+only audio out is the agent's own voice).
 
 Barge-in
 --------
@@ -48,7 +49,8 @@ The Session after a turn holds the user's text and what the assistant actually s
   (sent to the model with an "[interrupted by the user]" marker), or as an empty interrupted
   message if the user heard only part of the first sentence; a reply cut off before any of its
   audio leaves no assistant message at all;
-* the end of a reply is recorded only after the last sentence's audio was yielded;
+* the end of a reply is recorded only after the last sentence's audio was yielded (and, with
+  an acknowledging transport, only once its last mark came back);
 * tool calls are recorded with the text said before them, then each result, in order; a call
   cancelled by a barge-in is answered with a "cancelled" result, so the history stays valid.
 
@@ -68,6 +70,34 @@ when the agent goes quiet between replies (the caller speaks, the LLM thinks) it
 schedule again from the next reply's first chunk instead of releasing the late audio in a
 burst. ``agent | audio.paced()`` therefore plays every reply in real time, and a barge-in
 keeps only the sentences played before it.
+
+The transport contract: marks, acknowledgements, hang-ups
+---------------------------------------------------------
+A phone carrier buffers the audio it is sent, so "handed on" is not "heard". Data still flows
+one way — the carrier's acknowledgements come back on the *inbound* stream, no callbacks:
+
+* **What the agent yields.** A :class:`~voicekit.Mark` right after the last audio chunk of each
+  sentence it speaks (the greeting's too; not the spoken error message or the filler), named
+  ``"<reply>-<sentence>"`` (``"1-1"``, ``"1-2"``, ``"2-1"``…: unique within a run of the agent),
+  with the sentence as ``text``. A transport sends it to the carrier (Twilio ``mark``, Plivo
+  ``checkpoint``) after that audio. On a barge-in it yields :class:`~voicekit.Interrupted` at
+  once — before the cancelled reply has finished closing — and the transport clears the
+  carrier's buffer on it (Twilio ``clear``).
+* **What the agent reads.** :class:`~voicekit.CallStarted` (the first inbound item): with
+  ``acknowledges=True`` a sentence counts as heard only when a :class:`~voicekit.Played` with
+  its mark's name comes back inbound; without it (or without a ``CallStarted``) the rule above
+  stays: heard once its audio is yielded. Marks of a greeting already yielded when the
+  ``CallStarted`` arrives wait for their ``Played`` too. A ``Played`` for a reply that was cut
+  off, or for no mark of the reply in flight, is ignored — so a carrier may echo the marks still
+  pending when it is cleared (Twilio does) or drop them (others do): either way only what was
+  acknowledged before the interruption counts. A reply whose audio is all out but whose last
+  marks are pending is still in flight: its ``SessionUpdated`` comes when they are all back; a
+  ``TurnStarted``/``TurnEnded`` meanwhile is a barge-in (the caller spoke over audio still
+  queued), and an inbound stream that ends records the reply as heard so far. A tool round's
+  text is sent to the LLM as it was spoken, and kept in the Session only as far as it was
+  heard. :class:`~voicekit.CallEnded` ends the agent at once: the reply in flight and any
+  prepared one are cancelled, and it yields the ``CallEnded`` and a final ``SessionUpdated``
+  with what was heard, then stops (it reads nothing more).
 
 Preemptive replies
 ------------------
@@ -131,8 +161,12 @@ from ._http import new_client
 from ._secrets import redact
 from .events import (
     AudioChunk,
+    CallEnded,
+    CallStarted,
     Continuity,
     Interrupted,
+    Mark,
+    Played,
     ReplyFailed,
     ReplyStarted,
     Sentence,
@@ -241,25 +275,31 @@ def _call_json(call: ToolCall) -> dict[str, Any]:
 class _Reply:
     """The state of one reply, shared by its generator and the loop that yields its output.
 
-    ``base`` is the Session so far (the user's turn, finished tool rounds); ``heard`` the
-    sentences of the current round whose audio was all yielded downstream; ``spoke`` whether
-    any audio of the current round was; ``audio`` whether any audio of the whole reply was.
+    ``base`` is the Session so far (the user's turn, finished tool rounds); ``spoken`` the
+    sentences whose audio was all yielded downstream, each with its mark's name and its tool
+    round; ``acked`` the names of those that count as heard (at once, or when the transport's
+    :class:`~voicekit.Played` came back); ``spoke`` whether any audio of the current round was
+    yielded; ``audio`` whether any audio of the whole reply was.
     """
 
     __slots__ = (
+        "acked",
         "audio",
         "base",
         "begun",
         "cancelled",
-        "heard",
+        "committed",
+        "ended",
         "heard_upto",
         "live",
         "llm_error",
+        "number",
         "pending",
         "recording",
-        "said",
+        "round",
         "sentences",
         "spoke",
+        "spoken",
         "started",
         "text",
         "tool",
@@ -267,9 +307,13 @@ class _Reply:
 
     def __init__(self, base: Session) -> None:
         self.base = base
-        self.heard: list[str] = []
+        self.spoken: list[tuple[str, str, int]] = []  # (mark name, sentence, round)
+        self.acked: set[str] = set()
+        self.round = 0  # tool rounds finished so far
+        self.committed: list[int] = []  # where each finished round's message is in ``base``
+        self.number: int | None = None  # the reply's number in the call, for mark names
+        self.ended = False  # the reply's generator has given its last output
         self.heard_upto = 0  # the number of the last _Heard marker counted
-        self.said: list[str] = []  # every sentence of the reply heard so far, all rounds
         self.spoke = False
         self.audio = False
         self.recording = True  # False while the error message is spoken
@@ -298,10 +342,31 @@ class _Reply:
         if isinstance(item, Sentence):
             self.sentences.append(item.text)
 
+    def heard(self, round: int) -> list[str]:
+        """The sentences of tool round ``round`` that were heard."""
+        return [text for name, text, r in self.spoken if r == round and name in self.acked]
+
+    @property
+    def said(self) -> list[str]:
+        """Every sentence of the reply heard so far, all rounds."""
+        return [text for name, text, _ in self.spoken if name in self.acked]
+
+    @property
+    def unheard(self) -> list[str]:
+        """The names of the marks yielded and not acknowledged yet."""
+        return [name for name, _, _ in self.spoken if name not in self.acked]
+
+    def ack(self, name: str) -> None:
+        """The transport played the audio up to mark ``name`` (ignored if not this reply's)."""
+        if any(name == spoken for spoken, _, _ in self.spoken):
+            self.acked.add(name)
+
     def commit_calls(self, calls: Sequence[ToolCall]) -> None:
-        text = _join(self.heard) or None
+        # the LLM is told what was sent out; finish() keeps only what was heard of it
+        text = _join([t for _, t, r in self.spoken if r == self.round]) or None
+        self.committed.append(len(self.base.messages))
         self.base = self.base.add_assistant(text, tool_calls=[_call_json(c) for c in calls])
-        self.heard.clear()
+        self.round += 1
         self.heard_upto = 0  # the next round's markers count from 1 again
         self.spoke = False
         self.pending = list(calls)
@@ -312,9 +377,17 @@ class _Reply:
 
     def finish(self, *, interrupted: bool) -> Session:
         session = self.base
+        if self.committed and self.unheard:  # a round's text was sent out but not all heard
+            messages = list(session.messages)
+            for round, index in enumerate(self.committed):
+                message = messages[index]
+                heard = _join(self.heard(round)) or None
+                if message.get("content") != heard:
+                    messages[index] = {**message, "content": heard}
+            session = session.with_messages(messages)
         for call in self.pending:
             session = session.add_tool_result(call.id, CANCELLED_RESULT, name=call.name)
-        text = _join(self.heard)
+        text = _join(self.heard(self.round))
         if interrupted and (text or self.spoke):
             session = session.add_assistant(text, interrupted=True)
         elif text:
@@ -810,6 +883,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
     clock = _Clock()
     running: _Running | None = None
     spec: _Speculation | None = None
+    acks = False  # whether the transport acknowledges marks (CallStarted.acknowledges)
+    replies = 0  # replies that have yielded a mark so far (for mark names)
     try:
         if cfg.first_message:
             state = _Reply(session)
@@ -817,11 +892,26 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
             yield ReplyStarted(None)
         pull_src = asyncio.ensure_future(anext(src))
         while pull_src is not None or running is not None:
+            if running is not None and running.state.ended:
+                # its last output is in: it is recorded once all it said was heard (or never
+                # can be: the inbound stream is over)
+                ended = running.state
+                if not (acks and ended.unheard and pull_src is not None):
+                    finished, running = running, None
+                    await finished.close()
+                    session = ended.finish(interrupted=bool(ended.unheard))
+                    yield SessionUpdated(session)
+                    continue
             # the user first: an item of the source wins over reply output that is ready too
             if pull_src is None or not pull_src.done():
                 if running is not None and not running.buffer and not running.state.live.is_set():
                     running.state.live.set()  # a promoted reply has caught up: on it goes
-                if running is not None and running.pull is None and not running.buffer:
+                if (
+                    running is not None
+                    and running.pull is None
+                    and not running.buffer
+                    and not running.state.ended
+                ):
                     running.pull = asyncio.ensure_future(anext(running.gen))
                 if spec is not None and spec.pull is None and not spec.exhausted():
                     spec.pull = asyncio.ensure_future(anext(spec.gen))
@@ -835,7 +925,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     if f is not None
                 ]
                 held = running is not None and bool(running.buffer)
-                if not held and not any(f.done() for f in waiting):
+                if waiting and not held and not any(f.done() for f in waiting):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if pull_src is not None and pull_src.done():
                 done, pull_src = pull_src, None
@@ -853,15 +943,20 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     if cfg.preemptive and spec is None and running is None and item.text.strip():
                         spec = _Speculation(cfg, session, item.text, client)
                 elif isinstance(item, TurnStarted | TurnEnded):
-                    cut: _Reply | None = None
                     if running is not None:
-                        cut = running.state
-                        session = await running.stop()
+                        # Interrupted at once (a transport clears the line on it); then the
+                        # reply is closed and recorded as heard up to here
+                        cut, heard = running, _join(running.state.said)
+                        cut.state.cancelled = True
+                        if cut.pull is not None:
+                            cut.pull.cancel()  # nothing more of it runs (no tool starts)
+                        yield item
+                        yield Interrupted(heard, item.t)
                         running = None
-                    yield item
-                    if cut is not None:
-                        yield Interrupted(_join(cut.said), item.t)
+                        session = await cut.stop()
                         yield SessionUpdated(session)
+                    else:
+                        yield item
                     if isinstance(item, TurnEnded) and item.text.strip():
                         if spec is not None and spec.origin is session:
                             spec.promote(item.text)  # same words: _user_went_on kept it
@@ -876,7 +971,24 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     if spec is not None:
                         await spec.close()
                         spec = None
+                elif isinstance(item, CallEnded):
+                    # the call is over: nothing more can be heard; the Session as it stands
+                    if running is not None:
+                        cut, running = running, None
+                        session = await cut.stop()
+                    if spec is not None:
+                        await spec.close()
+                        spec = None
+                    yield item
+                    yield SessionUpdated(session)
+                    return
                 elif not isinstance(item, AudioChunk):
+                    if isinstance(item, CallStarted) and item.acknowledges and not acks:
+                        acks = True
+                        if running is not None:  # a greeting already under way: the
+                            running.state.acked.clear()  # transport acknowledges its marks too
+                    elif isinstance(item, Played) and acks and running is not None:
+                        running.state.ack(item.name)
                     yield item
                 continue
             if spec is not None and spec.hold():
@@ -892,8 +1004,14 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 if isinstance(out, _Heard):
                     if state.recording and out.number > state.heard_upto:
                         state.heard_upto = out.number
-                        state.heard.append(out.text)
-                        state.said.append(out.text)
+                        if state.number is None:
+                            replies += 1
+                            state.number = replies
+                        name = f"{state.number}-{len(state.spoken) + 1}"
+                        state.spoken.append((name, out.text, state.round))
+                        if not acks:
+                            state.acked.add(name)
+                        yield Mark(name, out.text)
                     continue
                 filler = isinstance(out, _Fill)
                 if filler:
@@ -907,9 +1025,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         clock.start(state)
                     out = clock.stamp(out)
                 elif isinstance(out, SessionUpdated):  # always a reply's last item
-                    session = out.session
-                    finished, running = running, None
-                    await finished.close()
+                    state.ended = True  # recorded at the top of the loop, once all was heard
+                    continue
                 yield out
     finally:
         await settle(pull_src)
