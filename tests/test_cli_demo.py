@@ -84,9 +84,12 @@ def test_demo_reply_wav_is_intelligible(demo) -> None:
 def test_demo_writes_transcript_and_phone_copy(demo) -> None:
     result, out = demo
     lines = (out / "transcript.txt").read_text(encoding="utf-8").splitlines()
+    # in time order: the question, the tool call it caused, the answer that used the result
+    assert len(lines) == 3, lines
     assert lines[0].startswith("user: ") and "Rome" in lines[0]
-    assert lines[1] == "assistant: " + _field(result.stdout, "reply")
-    assert any(line.startswith("tool: get_weather(") for line in lines)
+    assert lines[1].startswith('tool: get_weather({"city": "Rome"}) -> ')
+    assert lines[2] == "assistant: " + _field(result.stdout, "reply")
+    assert sf.info(out / "reply-phone-8k-ulaw.wav").subtype == "ULAW"  # really μ-law coded
     phone, rate = sf.read(out / "reply-phone-8k-ulaw.wav", dtype="int16")
     original, original_rate = sf.read(out / "reply.wav", dtype="int16")
     assert rate == 8000

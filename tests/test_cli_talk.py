@@ -287,11 +287,13 @@ async def test_talk_says_a_failed_reply_with_a_hint() -> None:
         if line.startswith("hint"):
             done.set()
 
-    await asyncio.wait_for(
-        talk(engines, sd, first_message=None, say=say, until=done, failed=failed,
-             hint=lambda source: f"is {source} running?"),  # fmt: skip
-        30,
+    def hint(source: str) -> str:
+        return f"is {source} running?"
+
+    conversation = talk(
+        engines, sd, first_message=None, say=say, until=done, failed=failed, hint=hint
     )
+    await asyncio.wait_for(conversation, 30)
     errors = [line for line in lines if line.startswith("error")]
     assert errors == ["error  the reply failed (llm): " + failed[0].error]
     assert "could not connect to ollama" in errors[0]

@@ -14,7 +14,7 @@ import asyncio
 import inspect
 import sys
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ import numpy.typing as npt
 from .. import _compute
 from .._agent import Tool, agent
 from .._errors import ConfigError, ProviderError, VoicekitError
-from ..audio import read
+from ..audio import from_array, read, resample, telephone
 from ..events import (
     AudioChunk,
     ReplyFailed,
@@ -64,6 +64,8 @@ __all__ = [
     "recording_feed",
     "reply_text",
     "report_error",
+    "telephone_copy",
+    "transcript_lines",
 ]
 
 DEFAULT_SYSTEM = (
@@ -368,6 +370,12 @@ class Exchange:
     tools: list[tuple[ToolCall, str | None]] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     latency: list[TurnLatency] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)  # the transcript, in time order
+
+    @property
+    def transcript(self) -> str:
+        """What was said, in time order: ``user:``, ``tool:``, ``assistant:``, ``error:`` lines."""
+        return "".join(line + "\n" for line in self.lines)
 
     @property
     def reply_audio(self) -> tuple[npt.NDArray[np.int16], int] | None:
@@ -375,6 +383,40 @@ class Exchange:
         if not self.audio:
             return None
         return np.concatenate([c.samples for c in self.audio]), self.audio[0].rate
+
+
+def telephone_copy(samples: npt.NDArray[np.int16], rate: int) -> Flow[AudioChunk]:
+    """The reply as a caller hears it on a phone line: 8 kHz, through G.711 μ-law (write it
+    with ``subtype="ULAW"`` to keep it μ-law in the file)."""
+    return from_array(samples, rate) | resample(rate=8000) | telephone()
+
+
+def transcript_lines(messages: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The conversation ``messages`` as transcript lines, in their order.
+
+    >>> transcript_lines([
+    ...     {"role": "user", "content": "weather in Rome?"},
+    ...     {"role": "assistant", "content": None, "tool_calls": [{"id": "c1", "type": "function",
+    ...      "function": {"name": "get_weather", "arguments": '{"city": "Rome"}'}}]},
+    ...     {"role": "tool", "tool_call_id": "c1", "content": "foggy"},
+    ...     {"role": "assistant", "content": "Foggy in Rome.", "interrupted": True}])
+    ['user: weather in Rome?', 'tool: get_weather({"city": "Rome"}) -> foggy', \
+'assistant: Foggy in Rome. [interrupted]']
+    """
+    calls: dict[str, tuple[str, str]] = {}
+    lines: list[str] = []
+    for message in messages:
+        role, content = message.get("role"), message.get("content")
+        for call in message.get("tool_calls") or ():
+            function = call.get("function") or {}
+            calls[str(call.get("id"))] = (function.get("name", "?"), function.get("arguments", ""))
+        if role == "tool":
+            name, arguments = calls.get(str(message.get("tool_call_id")), ("?", ""))
+            lines.append(f"tool: {name}({arguments}) -> {content}")
+        elif role in ("user", "assistant") and isinstance(content, str) and content:
+            cut = " [interrupted]" if message.get("interrupted") else ""
+            lines.append(f"{role}: {content}{cut}")
+    return lines
 
 
 def reply_text(session: Session) -> str:
@@ -408,6 +450,8 @@ async def converse(
     result = Exchange(latency=probe.turns)
     user = ""
     calls: dict[str, int] = {}
+    written = 0  # session messages already in the transcript
+    failures: list[str] = []  # said after the turn they failed in
     flow: Flow[Any] = Flow(source) | pipeline(
         engines, probe, session=session, first_message=first_message, **stages
     )
@@ -427,8 +471,12 @@ async def converse(
                 result.tools[index] = (result.tools[index][0], item.content)
             elif isinstance(item, ReplyFailed):
                 result.errors.append(f"{item.source}: {item.error}")
+                failures.append(f"error: the reply failed ({item.source}): {item.error}")
             elif isinstance(item, SessionUpdated):
                 result.session = item.session
+                result.lines += transcript_lines(item.session.messages[written:])
+                result.lines += failures
+                written, failures = len(item.session.messages), []
                 said = reply_text(item.session)
                 if user or said:
                     result.turns.append((user, said))
@@ -437,6 +485,7 @@ async def converse(
                 done = on_item(item)
                 if inspect.isawaitable(done):
                     await done
+    result.lines += failures
     return result
 
 

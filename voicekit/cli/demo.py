@@ -16,7 +16,7 @@ from typing import Any
 
 from .. import audio
 from .._errors import VoicekitError
-from ..audio import from_array, resample, telephone
+from ..audio import from_array
 from ..events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
 from ._agent import (
     Engines,
@@ -28,6 +28,7 @@ from ._agent import (
     prepare,
     reply_text,
     report_error,
+    telephone_copy,
 )
 from ._latency import format_turn
 from ._llm import failure_hint
@@ -126,15 +127,8 @@ async def _demo(args: argparse.Namespace) -> int:
 
 
 async def _write(result: Exchange, out: Path) -> None:
-    lines = []
-    for user, said in result.turns:
-        if user:
-            lines.append(f"user: {user}")
-        lines.append(f"assistant: {said}")
-    for call, content in result.tools:
-        lines.append(f"tool: {call.name}({call.arguments}) -> {content}")
     transcript = out / "transcript.txt"
-    await asyncio.to_thread(transcript.write_text, "\n".join(lines) + "\n", encoding="utf-8")
+    await asyncio.to_thread(transcript.write_text, result.transcript, encoding="utf-8")
     joined = result.reply_audio
     if joined is None:
         _say("wrote", f"{transcript} (there was no reply audio)")
@@ -143,7 +137,7 @@ async def _write(result: Exchange, out: Path) -> None:
     reply = out / "reply.wav"
     await audio.write(from_array(samples, rate), reply)
     phone = out / "reply-phone-8k-ulaw.wav"
-    await audio.write(from_array(samples, rate) | resample(rate=8000) | telephone(), phone)
+    await audio.write(telephone_copy(samples, rate), phone, subtype="ULAW")
     _say("wrote", f"{reply} ({len(samples) / rate:.2f} s at {rate} Hz)")
     _say("wrote", f"{phone} (the reply as a caller hears it: 8 kHz G.711 μ-law)")
     _say("wrote", str(transcript))
