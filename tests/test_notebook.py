@@ -190,8 +190,8 @@ def test_turn_times_of_a_paced_turn():
     times = turn_times(one_turn())
     assert times.speech_start == pytest.approx(0.5)
     assert times.speech_end == pytest.approx(2.0)
-    assert (times.vad_stop, times.stt_done, times.turn_end) == (2.2, 2.6, 2.8)
-    assert (times.reply_start, times.first_token) == (2.8, 2.9)
+    assert (times.vad_stop, times.transcript, times.turn_end) == (2.2, 2.6, 2.8)
+    assert (times.reply_start, times.llm_first_token) == (2.8, 2.9)
     assert times.first_sentence == 3.0  # " It's" is what makes "Sunny in Rome." certain
     assert times.first_audio == 3.3 and times.audio_end == pytest.approx(5.3)
     assert times.voice_to_voice == pytest.approx(1.3)

@@ -38,11 +38,11 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import AudioError, ConfigError
+from ._metrics import TurnMetrics, turn_metrics
 from .audio import load, to_float32, to_int16, to_wav_bytes
 from .audio._convert import check_rate, downmix
 from .events import (
     AudioChunk,
-    Finish,
     Interrupted,
     ReplyFailed,
     ReplyStarted,
@@ -57,9 +57,16 @@ from .events import (
     TurnEnded,
     TurnStarted,
 )
-from .text import SentenceSplitter
 
-__all__ = ["LiveView", "TurnTimes", "live_view", "player", "timeline_plot", "turn_times"]
+__all__ = [
+    "LiveView",
+    "TurnMetrics",
+    "TurnTimes",
+    "live_view",
+    "player",
+    "timeline_plot",
+    "turn_times",
+]
 
 Timeline = Sequence[tuple[float, Any]]
 """``(seconds, item)`` pairs in the order they were seen."""
@@ -187,69 +194,8 @@ def player(audio: Any, rate: int | None = None, *, widget: bool = False) -> Any:
 # One turn's times
 
 
-@dataclass(frozen=True, slots=True)
-class TurnTimes:
-    """When each step of one user turn and its reply happened, in the timeline's seconds.
-
-    ``speech_start`` / ``speech_end``: the user's speech, as the VAD placed it (the time its
-    marker was seen, less the marker's ``start_secs`` / ``stop_secs``); ``vad_stop``: when the VAD
-    decided the speech had stopped; ``stt_done``: the transcript arrived; ``turn_end``: the turn
-    detector ended the turn; ``reply_start``: the agent asked the LLM; ``first_token``: its first
-    token (seen only if the LLM is tapped); ``first_sentence``: the first sentence was complete
-    and went to the TTS; ``first_audio``: the first reply audio came out; ``audio_end``: where
-    the reply's audio ends if played from ``first_audio`` on (cut at a barge-in). A step not
-    seen in the timeline is ``None``.
-    """
-
-    speech_start: float | None = None
-    speech_end: float | None = None
-    vad_stop: float | None = None
-    stt_done: float | None = None
-    turn_end: float | None = None
-    reply_start: float | None = None
-    first_token: float | None = None
-    first_sentence: float | None = None
-    first_audio: float | None = None
-    audio_end: float | None = None
-    interrupted: bool = False
-    text: str = ""
-
-    @property
-    def voice_to_voice(self) -> float | None:
-        """From the end of the user's speech to the first audio of the reply, in seconds."""
-        if self.speech_end is None or self.first_audio is None:
-            return None
-        return self.first_audio - self.speech_end
-
-    def spans(self) -> list[tuple[str, float, float]]:
-        """``(label, start, end)`` for each step that was seen, in pipeline order.
-
-        >>> TurnTimes(speech_start=0.5, speech_end=2.0, vad_stop=2.2, stt_done=2.9).spans()
-        [('user speech', 0.5, 2.0), ('VAD stop', 2.0, 2.2), ('STT', 2.2, 2.9)]
-        """
-        steps: list[tuple[str, float | None, float | None]] = [
-            ("user speech", self.speech_start, self.speech_end),
-            ("VAD stop", self.speech_end, self.vad_stop),
-            ("STT", self.vad_stop, self.stt_done),
-            ("turn end", self.stt_done, self.turn_end),
-        ]
-        if self.first_token is None and self.first_sentence is None:
-            steps.append(("LLM + TTS first audio", self.reply_start, self.first_audio))
-        else:
-            steps += [
-                ("LLM first token", self.reply_start, self.first_token),
-                ("first sentence", self.first_token, self.first_sentence),
-                ("TTS first audio", self.first_sentence or self.first_token, self.first_audio),
-            ]
-        steps.append(("reply audio", self.first_audio, self.audio_end))
-        return [(label, a, b) for label, a, b in steps if a is not None and b is not None]
-
-    def describe(self) -> str:
-        """The steps as text, one line each, with the voice-to-voice latency last."""
-        lines = [f"{label:<22}{(b - a) * 1000:7.0f} ms" for label, a, b in self.spans()]
-        if self.voice_to_voice is not None:
-            lines.append(f"{'voice-to-voice':<22}{self.voice_to_voice * 1000:7.0f} ms")
-        return "\n".join(lines)
+TurnTimes = TurnMetrics
+"""The former name of :class:`~voicekit._metrics.TurnMetrics`, what :func:`turn_times` gives."""
 
 
 def _pairs(timeline: Any) -> list[tuple[float, Any]]:
@@ -257,48 +203,16 @@ def _pairs(timeline: Any) -> list[tuple[float, Any]]:
     return [(float(t), item) for t, item in pairs]
 
 
-def _reply_end(pairs: list[tuple[float, Any]], start: int) -> int:
-    """The index just past the reply that starts at ``start``."""
-    for k in range(start + 1, len(pairs)):
-        item = pairs[k][1]
-        if isinstance(item, SessionUpdated | ReplyStarted):
-            return k if isinstance(item, ReplyStarted) else k + 1
-    return len(pairs)
-
-
-def _first_sentence(window: list[tuple[float, Any]], first_audio: float | None) -> float | None:
-    """When the first sentence of a reply was complete: where :func:`voicekit.text.sentences`
-    would have released it from the tokens seen, or a Sentence seen before the first audio."""
-    splitter = SentenceSplitter()
-    last_token: float | None = None
-    found: float | None = None
-    for t, item in window:
-        if isinstance(item, Token):
-            last_token = t
-            if splitter.push(item.text):
-                found = t
-                break
-        elif isinstance(item, ToolCall | Finish) and last_token is not None and splitter.flush():
-            found = last_token  # the round ended: its pending text was released with its last token
-            break
-    if found is None and last_token is not None and splitter.flush():
-        found = last_token
-    for t, item in window:
-        if isinstance(item, Sentence) and (first_audio is None or t <= first_audio):
-            found = t if found is None else min(found, t)
-            break
-    return found
-
-
-def turn_times(timeline: Any, turn: int = -1) -> TurnTimes:
-    """The times of one user turn and its reply, from ``(seconds, item)`` pairs.
+def turn_times(timeline: Any, turn: int = -1) -> TurnMetrics:
+    """The milestones of one user turn and its reply, from ``(seconds, item)`` pairs.
 
     ``timeline`` is a sequence of pairs, or anything with a ``timeline`` of them (a
     :class:`LiveView`, a :class:`~voicekit.conversation.Conversation`). ``turn`` picks the reply
     to a user turn, counted like a list index (the greeting does not count). Times are when each
     item was *seen*: for a faithful picture, feed the audio at its real pace
     (:func:`voicekit.audio.paced`) and observe after a pacer that plays the reply. Raises
-    ``ValueError`` when the timeline holds no such reply.
+    ``ValueError`` when the timeline holds no such reply. The same function
+    (:func:`voicekit._metrics.turn_metrics`) gives the ``voicekit`` command its latency figures.
 
     >>> from voicekit.events import *
     >>> seen = [(0.7, TurnStarted(0.5)), (0.7, SpeechStarted(0.5, {"start_secs": 0.2})),
@@ -309,77 +223,10 @@ def turn_times(timeline: Any, turn: int = -1) -> TurnTimes:
     >>> round(times.voice_to_voice, 3), times.first_sentence, times.audio_end
     (1.1, 2.96, 3.6)
     """
-    pairs = _pairs(timeline)
-    replies = [
-        k
-        for k, (_, item) in enumerate(pairs)
-        if isinstance(item, ReplyStarted) and item.turn is not None
-    ]
-    if not replies:
-        raise ValueError("turn_times: the timeline holds no reply to a user turn")
     try:
-        start = replies[turn]
-    except IndexError:
-        raise ValueError(
-            f"turn_times: no turn {turn}: the timeline holds {len(replies)} replies to user turns"
-        ) from None
-    reply_start = pairs[start][0]
-    text = str(pairs[start][1].turn)
-
-    # the user's side: back to the TurnStarted of this turn (or the previous reply)
-    ended = next((k for k in range(start, -1, -1) if isinstance(pairs[k][1], TurnEnded)), None)
-    begin = 0
-    for k in range((ended if ended is not None else start) - 1, -1, -1):
-        item = pairs[k][1]
-        if isinstance(item, TurnStarted):
-            begin = k
-            break
-        if isinstance(item, ReplyStarted):
-            begin = k + 1
-            break
-    user = pairs[begin:start]
-    starts = [(t, i) for t, i in user if isinstance(i, SpeechStarted)]
-    stops = [(t, i) for t, i in user if isinstance(i, SpeechStopped)]
-    speech_start = speech_end = vad_stop = stt_done = None
-    if starts:
-        t, onset = starts[0]
-        speech_start = t - float(onset.params.get("start_secs", 0.0))
-    if stops:
-        vad_stop, end = stops[-1]
-        speech_end = vad_stop - float(end.params.get("stop_secs", 0.0))
-        if speech_start is not None:
-            speech_end = max(speech_end, speech_start)
-    after_stop = vad_stop if vad_stop is not None else -math.inf
-    transcripts = [t for t, i in user if isinstance(i, Transcript) and i.final and t >= after_stop]
-    if transcripts:
-        stt_done = transcripts[0]
-    turn_end = pairs[ended][0] if ended is not None and ended >= begin else None
-
-    # the agent's side: up to the end of this reply
-    window = pairs[start + 1 : _reply_end(pairs, start)]
-    first_token = next((t for t, i in window if isinstance(i, Token)), None)
-    audio = [(t, i) for t, i in window if isinstance(i, AudioChunk)]
-    first_audio = audio[0][0] if audio else None
-    audio_end = None
-    cut = next((t for t, i in window if isinstance(i, Interrupted)), None)
-    if first_audio is not None:
-        audio_end = first_audio + sum(chunk.duration for _, chunk in audio)
-        if cut is not None:
-            audio_end = min(audio_end, max(cut, first_audio))
-    return TurnTimes(
-        speech_start=speech_start,
-        speech_end=speech_end,
-        vad_stop=vad_stop,
-        stt_done=stt_done,
-        turn_end=turn_end,
-        reply_start=reply_start,
-        first_token=first_token,
-        first_sentence=_first_sentence(window, first_audio),
-        first_audio=first_audio,
-        audio_end=audio_end,
-        interrupted=cut is not None,
-        text=text,
-    )
+        return turn_metrics(_pairs(timeline), turn)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("turn_metrics:", "turn_times:", 1)) from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -2,19 +2,18 @@
 
 A :class:`LatencyProbe` watches a pipeline ``vad | stt | turns | agent`` at four points (taps
 between the stages), inside the LLM function and in front of the TTS, and notes on one wall
-clock when each milestone of a turn passed:
+clock, in its :attr:`~LatencyProbe.timeline`, each item where it leaves the stage that made it:
+the VAD's speech markers after the VAD, transcripts after the STT, turn markers after the turn
+detector, tokens and tool calls inside the LLM function, sentences in front of the TTS, and the
+reply's start, audio and end after the agent. The milestones of each turn are read from that
+timeline by :func:`voicekit._metrics.turn_metrics` — the function the notebook's
+``turn_times`` uses — with the probe's :attr:`~LatencyProbe.origin` (the wall time of stream
+time 0, set by the audio source) placing the end of speech: a source that releases each chunk
+when its end has been "recorded" (real time) makes it the moment a live caller fell silent.
 
-* the end of the user's speech: the :class:`SpeechStopped` time ``t`` (stream time), put on the
-  wall clock with the moment the audio source released stream time 0 (:attr:`origin`, set by
-  the source). A source that releases each chunk when its end has been "recorded" (real time)
-  makes this the moment a live caller fell silent;
-* the VAD's stop decision, the final transcript, the end of the turn, the LLM's first token, the
-  first sentence into the TTS and the first reply audio out of the agent: when each passed its
-  tap.
-
-A turn's record is closed at its first reply audio (or when the reply ends without audio). The
-figures are wall-clock differences, so anything that holds the pipeline up — a slow model, CPU
-contention, a stage that fell behind — shows in them.
+A turn is recorded at its first reply audio (``on_turn`` is called then) and recorded again,
+complete, when its reply ends. The figures are wall-clock differences, so anything that holds
+the pipeline up — a slow model, CPU contention, a stage that fell behind — shows in them.
 """
 
 from __future__ import annotations
@@ -26,8 +25,10 @@ from collections.abc import AsyncIterable, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._metrics import MILESTONES, TurnMetrics, turn_metrics
 from ..events import (
     AudioChunk,
+    Interrupted,
     ReplyStarted,
     Sentence,
     SessionUpdated,
@@ -54,15 +55,11 @@ __all__ = [
     "summarise",
 ]
 
-STEPS: tuple[tuple[str, str], ...] = (
-    ("vad_stop", "VAD stop"),
-    ("transcript", "STT"),
-    ("turn_end", "turn end"),
-    ("llm_first_token", "LLM first token"),
-    ("first_sentence", "first sentence"),
-    ("first_audio", "TTS first audio"),
-)
-"""The milestones of a turn in order: (field of :class:`TurnLatency`, label)."""
+STEPS = MILESTONES
+"""The milestones of a turn in order: (field of :class:`TurnMetrics`, label)."""
+
+TurnLatency = TurnMetrics
+"""What the probe records per turn (a :class:`voicekit._metrics.TurnMetrics`)."""
 
 _NOTES = {
     "vad_stop": "stop decided",
@@ -75,80 +72,26 @@ _NOTES = {
 
 
 @dataclass
-class TurnLatency:
-    """The milestones of one turn: wall-clock seconds (the probe's clock), None if not reached.
-
-    ``speech_end`` is the end of the user's speech on the wall clock (``speech_end_t`` in stream
-    time). ``tool_calls`` counts the tool calls made before the first token of the reply.
-    """
-
-    text: str = ""
-    speech_end_t: float | None = None
-    speech_end: float | None = None
-    vad_stop: float | None = None
-    transcript: float | None = None
-    turn_end: float | None = None
-    llm_first_token: float | None = None
-    first_sentence: float | None = None
-    first_audio: float | None = None
-    sentence: str = ""
-    tool_calls: int = 0
-
-    def since_end(self, name: str) -> float | None:
-        """Seconds from the end of speech to milestone ``name`` (None if either is missing)."""
-        value = getattr(self, name)
-        if value is None or self.speech_end is None:
-            return None
-        return float(value - self.speech_end)
-
-    @property
-    def total(self) -> float | None:
-        """End of user speech → first reply audio, in seconds."""
-        return self.since_end("first_audio")
-
-    def steps(self) -> list[tuple[str, str, float | None, float | None]]:
-        """(field, label, seconds since the previous milestone, seconds since end of speech)."""
-        out = []
-        previous = self.speech_end
-        for name, label in STEPS:
-            value = getattr(self, name)
-            # a milestone passed early (a reply prepared before the turn ended) took no time
-            step = None if value is None or previous is None else max(0.0, value - previous)
-            if name == "transcript" and value is not None and self.vad_stop is not None:
-                step = max(0.0, float(value - self.vad_stop))
-            out.append((name, label, step, self.since_end(name)))
-            if value is not None:
-                previous = max(previous, value) if previous is not None else value
-        return out
-
-
-@dataclass
-class _State:
-    speech_end_t: float | None = None
-    vad_stop: float | None = None
-    transcript: float | None = None
-    turn_open: bool = False
-    replying: bool = False
-
-
-@dataclass
 class LatencyProbe:
-    """Notes the milestones of every turn of one pipeline (see the module documentation).
+    """Notes the timeline of one pipeline, and the milestones of every turn (see the module
+    documentation).
 
     Put :attr:`after_vad`, :attr:`after_stt`, :attr:`after_turns` and :attr:`after_agent` between
     the stages, give the agent ``llm=probe.timed_llm(llm)`` and ``tts=probe.before_tts | tts``,
-    and have the audio source set :attr:`origin`. ``turns`` holds a record per finished turn.
+    and have the audio source set :attr:`origin`. ``turns`` holds a record per turn answered.
     """
 
     clock: Callable[[], float] = time.perf_counter
     origin: float | None = None
-    turns: list[TurnLatency] = field(default_factory=list)
+    turns: list[TurnMetrics] = field(default_factory=list)
+    timeline: list[tuple[float, Any]] = field(default_factory=list)
     hints: int = 0  # VAD pause hints seen
     stops: int = 0  # VAD stops seen
-    on_turn: Callable[[TurnLatency], Any] | None = None
-    _state: _State = field(default_factory=_State)
-    _pending: TurnLatency | None = None
-    _early: TurnLatency | None = None  # a reply prepared on a TurnPending, before its turn ended
+    on_turn: Callable[[TurnMetrics], Any] | None = None
+    _replying_to_user: bool = False  # a reply to a user turn is under way
+    _recorded: int | None = None  # its record in ``turns``, once it has one
+    _turn_open: bool = False
+    _replying: bool = False
     _idle: asyncio.Event | None = None
 
     # -- the taps ---------------------------------------------------------------------------------
@@ -174,7 +117,7 @@ class LatencyProbe:
         return tap(self._see_tts_input, name="latency(tts)")
 
     def timed_llm(self, llm: Callable[..., Any]) -> Callable[..., Any]:
-        """``llm`` wrapped so that its first token (and tool calls before it) are noted."""
+        """``llm`` wrapped so that its tokens and tool calls are noted."""
 
         async def timed(
             messages: Any, /, *, caller: Any = None, **context: Any
@@ -182,7 +125,8 @@ class LatencyProbe:
             stream = call_llm(llm, messages, context={**context, "caller": caller})
             try:
                 async for event in stream:
-                    self._see_llm(event)
+                    if isinstance(event, Token | ToolCall):
+                        self._note(event)
                     yield event
             finally:
                 aclose = getattr(stream, "aclose", None)
@@ -194,93 +138,78 @@ class LatencyProbe:
 
     # -- what the taps see ------------------------------------------------------------------------
 
+    def _note(self, item: Any) -> None:
+        self.timeline.append((self.clock(), item))
+
     def _see_vad(self, item: Any) -> None:
         if isinstance(item, SpeechPaused):
             self.hints += 1
-        elif isinstance(item, SpeechStopped):
-            self.stops += 1
-            self._state.speech_end_t = item.t
-            self._state.vad_stop = self.clock()
-            self._state.transcript = None
+        elif isinstance(item, SpeechStarted | SpeechStopped):
+            self.stops += isinstance(item, SpeechStopped)
+            self._note(item)
 
     def _see_stt(self, item: Any) -> None:
-        if isinstance(item, Transcript) and item.final and item.text.strip():
-            self._state.transcript = self.clock()
+        if isinstance(item, Transcript) and item.final:
+            self._note(item)
 
     def _see_turns(self, item: Any) -> None:
-        if isinstance(item, TurnStarted):
-            self._close_pending()  # a barge-in: the reply in progress had no audio yet
-            self._early = None
-        elif isinstance(item, SpeechStarted):
-            self._early = None
-        elif isinstance(item, TurnPending):
-            if self._early is None or self._early.text.split() != item.text.split():
-                self._early = TurnLatency(text=item.text)
-        elif isinstance(item, TurnEnded) and item.text.strip():
-            state = self._state
-            end_t = state.speech_end_t
-            early, self._early = self._early, None
-            if early is None or early.text.split() != item.text.split():
-                early = TurnLatency()
-            self._pending = TurnLatency(
-                text=item.text,
-                speech_end_t=end_t,
-                speech_end=None if end_t is None or self.origin is None else self.origin + end_t,
-                vad_stop=state.vad_stop,
-                transcript=state.transcript,
-                turn_end=self.clock(),
-                llm_first_token=early.llm_first_token,
-                first_sentence=early.first_sentence,
-                sentence=early.sentence,
-                tool_calls=early.tool_calls,
-            )
-
-    def _see_llm(self, event: Any) -> None:
-        pending = self._pending or self._early
-        if pending is None or pending.llm_first_token is not None:
-            return
-        if isinstance(event, Token) and event.text.strip():
-            pending.llm_first_token = self.clock()
-        elif isinstance(event, ToolCall):
-            pending.tool_calls += 1
+        if isinstance(item, TurnStarted | TurnPending | TurnEnded):
+            self._note(item)
 
     def _see_tts_input(self, item: Any) -> None:
-        pending = self._pending or self._early
-        if pending is not None and pending.first_sentence is None and isinstance(item, Sentence):
-            pending.first_sentence = self.clock()
-            pending.sentence = item.text
+        if isinstance(item, Sentence):
+            self._note(item)
 
     def _see_agent(self, item: Any) -> None:
-        state = self._state
         if isinstance(item, TurnStarted):
-            state.turn_open = True
+            self._turn_open = True
         elif isinstance(item, TurnEnded):
-            state.turn_open = False
+            self._turn_open = False
         elif isinstance(item, ReplyStarted):
-            state.replying = True
-        elif isinstance(item, SessionUpdated):
-            state.replying = False
-            self._close_pending()
+            self._note(item)
+            self._replying = True
+            self._replying_to_user = item.turn is not None
+            self._recorded = None
         elif isinstance(item, AudioChunk):
-            pending = self._pending
-            if pending is not None and pending.first_audio is None:
-                pending.first_audio = self.clock()
-                self._close_pending()
+            self._note(item)
+            if self._replying_to_user and self._recorded is None:
+                self._record()
+        elif isinstance(item, Interrupted):
+            self._note(item)
+        elif isinstance(item, SessionUpdated):
+            self._note(item)
+            self._replying = False
+            if self._replying_to_user:
+                self._record()
+                self._replying_to_user = False
+                self._forget()
         self._signal()
 
-    def _close_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            self.turns.append(pending)
+    def _record(self) -> None:
+        """Record the turn of the reply under way (again, complete, at its end)."""
+        metrics = turn_metrics(self.timeline, origin=self.origin)
+        if self._recorded is None:
+            self._recorded = len(self.turns)
+            self.turns.append(metrics)
             if self.on_turn is not None:
-                self.on_turn(pending)
+                self.on_turn(metrics)
+        else:
+            self.turns[self._recorded] = metrics
+
+    def _forget(self) -> None:
+        """Drop what the next turn cannot need: everything before the last reply's start."""
+        last = max(
+            (k for k, (_, item) in enumerate(self.timeline) if isinstance(item, ReplyStarted)),
+            default=0,
+        )
+        del self.timeline[:last]
 
     # -- idleness, for sources that feed silence until the agent is done --------------------------
 
     @property
     def idle(self) -> bool:
         """No user turn open and no reply in progress."""
-        return not self._state.turn_open and not self._state.replying
+        return not self._turn_open and not self._replying
 
     def _signal(self) -> None:
         if self._idle is not None and self.idle:
@@ -301,7 +230,7 @@ def _seconds(value: float | None) -> str:
     return "     –  " if value is None else f"{value:6.2f} s"
 
 
-def format_turn(turn: TurnLatency, *, indent: str = "  ") -> str:
+def format_turn(turn: TurnMetrics, *, indent: str = "  ") -> str:
     """The breakdown of one turn as lines of text."""
     lines = []
     for name, label, step, since in turn.steps():
@@ -328,7 +257,7 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
-def summarise(turns: Sequence[TurnLatency]) -> list[tuple[str, float, float, int]]:
+def summarise(turns: Sequence[TurnMetrics]) -> list[tuple[str, float, float, int]]:
     """Per step and for the total: (label, median, p90, count) over the turns that reached it."""
     rows = []
     for index, (_, label) in enumerate(STEPS):
