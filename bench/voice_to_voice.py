@@ -221,7 +221,7 @@ async def _session(
                 continue
             true_end = probe.origin + clip.start + clip.speech_end
             vad_lag = (turn.speech_end or true_end) - true_end
-            turn.speech_end = true_end  # measure from the true end of speech
+            turn = dataclasses.replace(turn, speech_end=true_end)  # from the true end of speech
             rows.append((clip, turn, vad_lag, heard.get(turn.text, "")))
         caller = f"session {index + 1}, " if args.sessions > 1 else ""
         print(

@@ -136,6 +136,11 @@ async def test_whisper_runs_on_the_pool_with_the_transcript_priority(
     monkeypatch.setattr(compute, "run", spy)
     items = await (from_array(load(sample_path())[0], 16000) | vad() | stt.whisper()).list()
     assert calls == [compute.Priority.TRANSCRIPT] and kinds(items)[-1] == "Transcript"
+    calls.clear()
+    audio = from_array(load(sample_path())[0], 16000)
+    items = await (audio | vad(hint_secs=0.0) | stt.whisper(speculate=True)).list()
+    assert calls and set(calls) == {compute.Priority.TRANSCRIPT}  # a guess is nearly always kept
+    assert kinds(items)[-1] == "Transcript"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,9 +195,10 @@ async def whisper(
     decoding, the pool's threads per model), loaded once per process when the stage starts.
     ``model`` may be any CTranslate2 Whisper model directory or a loaded ``WhisperModel``;
     ``options`` are passed on to ``WhisperModel.transcribe``. Needs ``voicekit[local]``. Each
-    transcription runs on the process-wide inference pool (see ``voicekit._compute``): a final
-    transcript at :attr:`~voicekit._compute.Priority.TRANSCRIPT`, a speculative one at
-    :attr:`~voicekit._compute.Priority.LATER`.
+    transcription runs on the process-wide inference pool (see ``voicekit._compute``) at
+    :attr:`~voicekit._compute.Priority.TRANSCRIPT`, speculative ones too: the stop adopts the
+    guess nearly always (14 of 14 hints in bench/voice_to_voice.py), so it *is* the transcript
+    the turn waits for.
 
     With ``speculate`` (the default), a :class:`~voicekit.vad.SpeechPaused` hint from
     ``vad(hint_secs=...)`` starts the transcription before the VAD has decided the speech
@@ -219,9 +220,9 @@ async def whisper(
         await asyncio.shield(loading)
         return await _compute.run(settings.transcribe, pcm, priority=_compute.Priority.TRANSCRIPT)
 
-    async def guess(pcm: npt.NDArray[np.int16]) -> str:
+    async def guess(pcm: npt.NDArray[np.int16]) -> str:  # nearly always adopted: as urgent
         await asyncio.shield(loading)
-        return await _compute.run(settings.transcribe, pcm, priority=_compute.Priority.LATER)
+        return await _compute.run(settings.transcribe, pcm, priority=_compute.Priority.TRANSCRIPT)
 
     try:
         async for item in recognize_utterances(
