@@ -44,6 +44,9 @@ class FrozenDict(dict[str, Any]):
         return (FrozenDict, (dict(self),))
 
 
+_SCALARS = (type(None), bool, int, float)
+
+
 def _hashable(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, _hashable(v)) for k, v in value.items()))
@@ -73,8 +76,12 @@ def thaw(value: Any) -> Any:
     >>> thaw(freeze({"a": (1, {"b": 2})}))
     {'a': [1, {'b': 2}]}
     """
-    if isinstance(value, Mapping):
-        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, dict | Mapping):
+        out = {}
+        for key, item in value.items():  # leaves inline: this runs over whole conversations
+            kind = type(item)
+            out[key] = item if kind is str or kind in _SCALARS else thaw(item)
+        return out
     if isinstance(value, list | tuple):
         return [thaw(v) for v in value]
     return value
