@@ -7,10 +7,12 @@ the user's ``on_call`` a :class:`Call`:
 * ``call.inbound`` — a :class:`~voicekit.Flow` of the call's events: ``CallStarted`` first, then
   the caller's audio resampled to the pipeline rate (as it arrives, a few ms of filter delay),
   ``Dtmf``, ``Played`` (a mark echoed by the carrier) and last ``CallEnded``. Iterate it once.
-* ``call.outbound`` — consumes the agent's output: audio is resampled to the wire rate, cut into
-  ``frame_ms`` frames and sent at most ``lead`` seconds ahead of real time (so the line never
-  starves and a ``clear`` throws little away); a ``Mark`` is sent after the audio before it; an
-  ``Interrupted`` sends the carrier's "clear" at once; ``SessionUpdated`` values are kept.
+* ``call.outbound`` — consumes the agent's output: audio is resampled to the wire rate, cut
+  into ``frame_ms`` frames and sent at most ``lead`` seconds ahead of real time (so the line
+  never starves and a ``clear`` throws little away; when the carrier holds less than a frame,
+  the samples ready are sent at once as a shorter frame rather than wait for the next chunk);
+  a ``Mark`` is sent after the audio before it; an ``Interrupted`` sends the carrier's "clear"
+  at once; ``SessionUpdated`` values are kept.
 * ``call.session`` — the :class:`~voicekit.Session` of the call: ``call_id`` is the carrier's
   call id, ``caller``/``callee`` come from the start parameters (masked in every repr).
 
@@ -229,6 +231,8 @@ class _Outbound:
         self.sent_audio = 0.0  # seconds of audio sent
 
     async def _emit(self, item: Any) -> None:
+        if not self._socket.usable():
+            return  # the call is over (or we closed): nothing to encode, nothing to send
         self.state.value, messages = self._codec.encode(self.state.value, item)
         for message in messages:
             await self._socket.send(message)
@@ -256,6 +260,19 @@ class _Outbound:
         for i in range(0, whole, self._frame):
             await self._send_frame(data[i : i + self._frame])
         self._pending = data[whole:]
+        if self._pending.shape[0] >= self._frame // 2 and self._starving():
+            await self.flush_frame()  # the line runs dry before the next chunk: send it now
+
+    def _starving(self) -> bool:
+        """True when the carrier holds less than one frame of our audio."""
+        ahead = self._play_end - asyncio.get_running_loop().time()
+        return ahead < self._codec.frame_ms / 1000
+
+    async def flush_frame(self) -> None:
+        """Send the pending samples as a shorter frame."""
+        if self._pending.shape[0]:
+            pending, self._pending = self._pending, np.zeros(0, dtype=np.int16)
+            await self._send_frame(pending)
 
     async def flush(self) -> None:
         """Send what the resampler holds and the last, shorter frame (before a mark, at the
@@ -264,9 +281,7 @@ class _Outbound:
             tail = self._resampler.flush()
             if tail.shape[0]:
                 self._pending = np.concatenate((self._pending, tail))
-        if self._pending.shape[0]:
-            pending, self._pending = self._pending, np.zeros(0, dtype=np.int16)
-            await self._send_frame(pending)
+        await self.flush_frame()
 
     async def clear(self, item: Interrupted) -> None:
         self._pending = np.zeros(0, dtype=np.int16)
