@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -121,3 +122,14 @@ async def test_dev_needs_a_loopback_host():
     _, err = await process.communicate()
     assert process.returncode == 2
     assert b"loopback" in err
+
+
+async def test_a_carrier_without_its_credentials_does_not_start():
+    env = {k: v for k, v in os.environ.items() if k != "TWILIO_AUTH_TOKEN"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicekit.cli", "serve", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    assert b"TWILIO_AUTH_TOKEN is not set" in err

@@ -31,6 +31,10 @@ __all__ = ["add_parser", "make_app", "run"]
 _OPTIONS = "VOICEKIT_SERVE_OPTIONS"
 _log = logging.getLogger("voicekit.serve")
 CARRIERS = ("twilio", "telnyx", "plivo")
+SECRETS = {
+    "twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY", "plivo": "PLIVO_AUTH_TOKEN"
+}
+"""The environment variable holding each carrier's signing secret (never printed)."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -81,6 +85,10 @@ def run(args: argparse.Namespace) -> int:
                               f"not {args.host!r}")
         if args.workers < 1 or args.max_calls < 1:
             raise ConfigError("--workers and --max-calls must be at least 1")
+        secret = SECRETS[args.carrier]
+        if not args.dev and not os.environ.get(secret):
+            raise ConfigError(f"{secret} is not set: the {args.carrier} routes cannot check "
+                              "the carrier's signature (set it, or use --dev on a loopback host)")
         import uvicorn
     except ImportError:
         print("voicekit serve: needs the serve extra: pip install 'voicekit[serve]'",
