@@ -167,6 +167,11 @@ async def test_piper_speaks_a_sentence_with_nul_and_control_characters() -> None
     assert out[-1] == Sentence(text)  # the text passed on is the caller's, untouched
 
 
+def test_piper_synthesize_takes_nul_too() -> None:
+    samples, rate = tts.synthesize("Good\x00 morning.", deterministic=True)
+    assert 0.4 < samples.shape[0] / rate < 3.0
+
+
 async def test_an_agent_reply_with_nul_is_heard_through_piper(sse_server: SSEServer) -> None:
     sse_server.enqueue(text_reply(["It is\x00 sunny", " today."]))
     bot = vk.agent(llm=endpoint(sse_server), tts=tts.piper(deterministic=True))

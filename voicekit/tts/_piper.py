@@ -17,6 +17,7 @@ import soxr
 
 from .. import _compute
 from .._errors import ConfigError
+from .._unicode import speakable
 from ..audio import to_int16
 from ..audio._convert import check_rate
 from ..ops import stage
@@ -282,8 +283,9 @@ def synthesize(
         deterministic=deterministic,
     )
     voice_rate = settings.rate or int(settings.load().config.sample_rate)
+    said = speakable(text)  # Piper raises on NUL
     pieces = _compute.call(
-        lambda: [settings.convert(piece) for piece in settings.pieces(text)],
+        lambda: [settings.convert(piece) for piece in settings.pieces(said)],
         priority=_compute.Priority.FIRST_AUDIO,
     )
     if not pieces:
