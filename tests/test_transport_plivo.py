@@ -556,7 +556,7 @@ async def test_checkpoints_through_the_app_and_a_clear_that_drops_the_last_one()
     assert record.dropped == ["three"] and len(record.events("clearAudio")) == 1
     assert [name for name, _ in played] == ["one", "two"]
     (_, one), (_, two) = played
-    assert 0.45 <= one <= 0.5 + 0.5 and 0.95 <= two <= 1.0 + 0.5
+    assert 0.45 <= one <= 0.5 + 1.0 and 0.95 <= two <= 1.0 + 1.0
     # what played from the first audio to the clear, and not a frame more
     played_until_clear = record.clears[0] - record.events("playAudio")[0].t
     assert record.heard_seconds == pytest.approx(played_until_clear, abs=0.05)
