@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -418,7 +419,8 @@ def echo_reply(messages: Any) -> list[str]:
     return [f"You said {messages[-1]['content']}. ", "Anything else?"]
 
 
-async def test_a_signed_plivo_call_is_answered_by_the_agent(monkeypatch) -> None:
+async def test_a_signed_plivo_call_is_answered_by_the_agent(monkeypatch, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("PLIVO_AUTH_TOKEN", AUTH_TOKEN)
     rec = Recorder(["what time is it"], echo_reply)
     application = vk.serve.app(rec.on_call, carrier="plivo", on_end=rec.on_end)
@@ -448,6 +450,8 @@ async def test_a_signed_plivo_call_is_answered_by_the_agent(monkeypatch) -> None
     ]
     assert 1.0 < record.heard_seconds < 10.0
     assert await voicekit_tasks() == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records and "+1555" not in logged and "15550001111" not in logged
 
 
 async def test_plivo_answer_and_stream_refusals(monkeypatch) -> None:

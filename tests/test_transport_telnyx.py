@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -414,7 +415,8 @@ def echo_reply(messages: Any) -> list[str]:
     return [f"You said {messages[-1]['content']}. ", "Anything else?"]
 
 
-async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch) -> None:
+async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch, caplog) -> None:
+    caplog.set_level(logging.DEBUG)
     account = TelnyxAccount(monkeypatch)
     rec = Recorder(["what time is it"], echo_reply)
     application = vk.serve.app(rec.on_call, carrier="telnyx", on_end=rec.on_end)
@@ -444,6 +446,8 @@ async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch) -> Non
     ]
     assert 1.0 < record.heard_seconds < 10.0
     assert await voicekit_tasks() == []
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert caplog.records and "+1555" not in logged and "15550001111" not in logged
 
 
 async def test_telnyx_answer_and_stream_refusals(monkeypatch) -> None:
