@@ -8,6 +8,11 @@ Text entering a Session is valid Unicode: a surrogate pair (half an emoji in eac
 chunks) is joined into its character and a lone surrogate becomes U+FFFD, so the conversation can
 always be encoded and sent.
 
+A long call keeps every message, and an update costs the same at message 50,000 as at message 5
+(only what is added is checked and frozen). What is *sent* to the LLM can be limited with a
+:class:`HistoryWindow` — the last turns, or a token budget — through :meth:`Session.window` or
+``agent(history=...)``.
+
 >>> s0 = Session(call_id="CA1", caller="+15551110000")
 >>> s1 = s0.add_user("What's the weather?").add_assistant("Sunny.")
 >>> [m["role"] for m in s1.messages], len(s0.messages)
