@@ -66,6 +66,12 @@ def pct(values: list[float], q: float) -> float:
 
 
 def server_main(port: int, calls: int, lead: float) -> None:
+    profiler = None
+    if os.environ.get("BENCH_PROFILE"):  # a cProfile of the server, dumped at the end
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     lags: list[float] = []
     ended: list[int] = []
 
@@ -99,6 +105,8 @@ def server_main(port: int, calls: int, lead: float) -> None:
         }
         if request.query_params.get("reset"):
             lags.clear()
+        if profiler is not None and request.query_params.get("dump"):
+            profiler.dump_stats(os.environ["BENCH_PROFILE"])
         return JSONResponse(body)
 
     application.add_route("/bench/stats", stats)
@@ -142,7 +150,8 @@ class Caller:
         quiet = base64.b64encode(b"\xff" * FRAME).decode()
         sid = f"MZbench{self.n}"
         try:
-            async with websockets.connect(self.url, max_queue=None) as ws:
+            async with websockets.connect(self.url, max_queue=None, ping_interval=None,
+                                          compression=None) as ws:
                 await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
                 await ws.send(json.dumps({"event": "start", "sequenceNumber": "1",
                                           "streamSid": sid, "start": {
@@ -202,7 +211,7 @@ async def load(calls: int, seconds: float, lead: float) -> None:
     try:
         import httpx
 
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as http:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
             for _ in range(200):
                 try:
                     await http.get("/healthz")
@@ -225,6 +234,7 @@ async def load(calls: int, seconds: float, lead: float) -> None:
                     break
                 await asyncio.sleep(0.1)
             client_cpu = time.process_time() - client_cpu
+            await http.get("/bench/stats?dump=1", timeout=60)
     finally:
         server.terminate()
         server.wait()
