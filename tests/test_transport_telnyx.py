@@ -122,6 +122,24 @@ def test_media_without_track_counts_as_inbound() -> None:
     assert len(run(CODEC, m, state=started())[1]) == 1
 
 
+def test_a_late_or_repeated_media_chunk_is_dropped() -> None:
+    def numbered(n: int) -> str:  # frame n is 160 times the μ-law code n
+        payload = base64.b64encode(bytes([n] * 160)).decode()
+        return msg("media", media={"track": "inbound", "chunk": str(n), "payload": payload})
+
+    state, events = run(CODEC, *(numbered(n) for n in (1, 2, 4, 3, 4, 5)), state=started())
+    kept = [int(ulaw_encode_chunk_first(e)) for e in events]
+    assert kept == [1, 2, 4, 5] and state.chunk == 5
+    assert [e.t for e in events] == [0.0, 0.02, 0.04, 0.06]  # the stream clock counts kept audio
+
+
+def ulaw_encode_chunk_first(chunk: AudioChunk) -> int:
+    """The μ-law code of a chunk's first sample (each test frame repeats one code)."""
+    from voicekit.audio import ulaw_encode
+
+    return int(ulaw_encode(chunk.samples[:1])[0])
+
+
 def test_dtmf_and_mark_echo() -> None:
     state = started()
     state, _ = run(CODEC, media_msg(), state=state)

@@ -3,7 +3,9 @@
 Telnyx opens a WebSocket to the ``stream_url`` of the call and sends JSON text frames:
 ``connected`` (with the ``stream_auth_token`` of the answer, if one was given), ``start``
 (``start.call_control_id``, ``from``, ``to``, ``custom_parameters``, ``media_format``),
-``media`` (``media.track``, ``media.payload``: base64 μ-law 8 kHz), ``dtmf``, ``mark`` (the echo
+``media`` (``media.track``, ``media.payload``: base64 μ-law 8 kHz; Telnyx does not promise
+their order, so a frame whose ``media.chunk`` number is not above every one before it — late or
+repeated — is dropped rather than played out of place), ``dtmf``, ``mark`` (the echo
 of a mark we sent, once the audio before it has played), ``error`` and ``stop``. We send
 ``media`` frames, ``mark`` and ``clear``.
 
@@ -72,7 +74,8 @@ _TOKEN_FIELD = "x-telnyx-streaming-auth-token"
 class TelnyxState:
     """Where a Telnyx stream is: ``phase`` is ``"new"``, ``"connected"``, ``"started"`` or
     ``"stopped"``; ``samples`` counts the inbound samples decoded (their time base);
-    ``pending`` are the marks sent and not echoed yet, ``cleared`` the ones a clear threw away."""
+    ``pending`` are the marks sent and not echoed yet, ``cleared`` the ones a clear threw away;
+    ``chunk`` is the highest ``media.chunk`` number seen."""
 
     phase: str = "new"
     call_id: str = ""
@@ -81,11 +84,22 @@ class TelnyxState:
     samples: int = 0
     pending: tuple[str, ...] = ()
     cleared: tuple[str, ...] = ()
+    chunk: int = 0
 
     @property
     def t(self) -> float:
         """Inbound stream time, in seconds."""
         return self.samples / RATE
+
+
+def _chunk_number(media: Mapping[str, Any]) -> int | None:
+    """``media.chunk`` as a number (Telnyx sends it as a string), or None when absent."""
+    value = media.get("chunk")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
 
 
 def _dumps(message: Mapping[str, Any]) -> str:
@@ -166,6 +180,11 @@ def _decode(
         if track != "inbound":
             raise ProtocolError(f"telnyx: 'media' has an unknown track {str(track)[:20]!r}")
         raw = w.payload_bytes(CARRIER, "media", media)
+        number = _chunk_number(media)
+        if number is not None:
+            if number <= state.chunk:  # late or repeated: Telnyx does not promise the order
+                return state, []
+            state = replace(state, chunk=number)
         if not raw:
             return state, []
         chunk = w.pcmu_chunk(raw, state.samples, RATE)
