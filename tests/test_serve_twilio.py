@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import re
@@ -68,9 +69,11 @@ def write_wav(path: Path, seconds_on: float, seconds_off: float = 0.0, freq: flo
 
 
 def agent_for(session: vk.Session, transcripts: list[str], reply: Any) -> Any:
-    async def llm(messages: Any) -> AsyncIterator[str]:
+    async def echo(messages: Any) -> AsyncIterator[str]:
         for part in reply(messages):
             yield part
+
+    llm = reply if inspect.isasyncgenfunction(reply) else echo
 
     return vk.voice_agent(
         llm=llm,
@@ -253,6 +256,33 @@ async def test_a_hang_up_leaves_nothing_running(tmp_path, when):
         assert await voicekit_tasks() == []
         state = application.state.voicekit
         assert state.calls == 0
+
+
+async def test_a_hang_up_mid_llm_request_closes_the_request(tmp_path):
+    asked, closed = asyncio.Event(), asyncio.Event()
+
+    async def llm(messages: Any) -> AsyncIterator[str]:
+        asked.set()
+        try:
+            await asyncio.Event().wait()  # an LLM that never answers
+            yield "never"
+        finally:
+            closed.set()
+
+    rec = Recorder(["are you there"], llm)
+    application = vk.serve.app(rec.on_call, dev=True, on_end=rec.on_end, grace=0.3)
+    write_wav(tmp_path / "q.wav", 1.0, 0.2)
+    steps = [{"say": "q.wav"}, {"wait": 1.5}, "hangup"]
+    scenario = parse({"name": "hang up mid-LLM", "steps": steps}, base_dir=tmp_path)
+    async with serving(application) as host:
+        await api.run_scenario(f"ws://{host}/twilio/media", scenario, config=CONFIG)
+        assert asked.is_set(), "the turn ended and the LLM was asked before the hang-up"
+        await asyncio.wait_for(closed.wait(), 5)  # the request is closed, not left hanging
+        await asyncio.wait_for(rec.done.wait(), 5)
+        assert await voicekit_tasks() == []
+    (session,) = rec.ended
+    assert session.call_id == rec.of(CallStarted)[0].call_id
+    assert rec.of(CallEnded)[-1].reason == "dropped"
 
 
 async def test_the_send_receive_race_with_a_real_socket(caplog):
