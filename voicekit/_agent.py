@@ -69,7 +69,10 @@ placed before the turn it answers. :func:`voicekit.audio.paced` plays that clock
 when the agent goes quiet between replies (the caller speaks, the LLM thinks) it starts its
 schedule again from the next reply's first chunk instead of releasing the late audio in a
 burst. ``agent | audio.paced()`` therefore plays every reply in real time, and a barge-in
-keeps only the sentences played before it.
+keeps only the sentences played before it. Both halves are needed: a reply's first chunk
+always comes after its stamp (the LLM and the TTS take time), so a player that only caught up
+would rush through the start of every reply; and a reply that follows a barge-in at once has no
+idle gap to start again on, so only a clock that runs on keeps it from being rushed.
 
 The transport contract: marks, acknowledgements, hang-ups
 ---------------------------------------------------------
