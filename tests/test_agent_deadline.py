@@ -222,3 +222,31 @@ async def test_chat_with_a_deadline_streams_a_normal_reply_unchanged(sse_server:
     assert "".join(e.text for e in events if isinstance(e, Token)) == "Hello."
     with pytest.raises(vk.ConfigError, match="deadline must be a positive number"):
         [e async for e in chat(endpoint(sse_server), messages, deadline=0)]
+
+
+async def test_a_prepared_reply_counts_its_deadline_from_the_end_of_the_turn() -> None:
+    """The LLM starts at the TurnPending; the caller waits only from the TurnEnded."""
+    from collections.abc import AsyncIterator
+
+    from voicekit.events import AudioChunk, TurnEnded, TurnPending, TurnStarted
+
+    async def llm(messages: Any) -> AsyncIterator[str]:
+        await asyncio.sleep(1.5)  # from the request's start: 1.2 s of it hidden in the turn wait
+        yield "Hello there."
+
+    loop = asyncio.get_running_loop()
+    ended: list[float] = []
+
+    async def caller() -> AsyncIterator[Any]:
+        yield TurnStarted(0.0)
+        yield TurnPending("hi", 1.0)
+        await asyncio.sleep(1.2)
+        ended.append(loop.time())
+        yield TurnEnded("hi", 2.2)
+
+    prepared = agent(llm=llm, tts=tones(pass_text=True), first_audio_deadline=1.0)
+    out = [(loop.time(), x) async for x in caller() | prepared]
+    assert not [x for _, x in out if isinstance(x, ReplyFailed)]
+    first = next(t for t, x in out if isinstance(x, AudioChunk))
+    assert first - ended[0] < 1.0  # heard within the deadline, counted from the turn's end
+    assert [x.text for _, x in out if isinstance(x, Sentence)] == ["Hello there."]
