@@ -441,6 +441,8 @@ async def test_a_signed_plivo_call_is_answered_by_the_agent(monkeypatch, caplog)
     assert started.call_id == "served-uuid-1" and started.carrier == "plivo"
     assert (started.caller, started.callee) == ("+15550001111", "+15550002222")
     assert "token" not in started.parameters
+    # one mark per sentence, echoed by the carrier once played, back inbound as Played
+    assert len(record.echoed) == 2
     assert [p.name for p in rec.of(Played)] == [name for _, name in record.echoed]
     (session,) = rec.ended
     assert session.call_id == "served-uuid-1" and "+1555" not in repr(session)

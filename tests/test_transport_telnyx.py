@@ -455,6 +455,8 @@ async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch, caplog
     assert started.call_id == "v3:served-1" and started.carrier == "telnyx"
     assert (started.caller, started.callee) == ("+15550001111", "+15550002222")
     assert "token" not in started.parameters  # checked, then kept from the pipeline
+    # one mark per sentence, echoed by the carrier once played, back inbound as Played
+    assert len(record.echoed) == 2
     assert [p.name for p in rec.of(Played)] == [name for _, name in record.echoed]
     (session,) = rec.ended
     assert session.call_id == "v3:served-1" and "+1555" not in repr(session)
