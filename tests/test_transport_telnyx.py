@@ -236,6 +236,9 @@ def test_encode_audio_frames() -> None:
     back = ulaw_decode_bytes(raw).samples.astype(int)
     assert np.max(np.abs(back - samples)) < 300  # μ-law round trip
     assert CODEC.encode(state, AudioChunk(np.zeros(0, np.int16), rate=8000)) == (state, [])
+    _, (short,) = CODEC.encode(state, AudioChunk(np.full(40, 1000, np.int16), rate=8000))
+    raw = base64.b64decode(json.loads(short)["media"]["payload"])  # 5 ms, padded to 20 ms
+    assert len(raw) == 160 and raw[40:] == b"\xff" * 120 and raw[0] != 0xFF
 
 
 def test_encode_rules() -> None:

@@ -120,7 +120,7 @@ class TelnyxCall(Carrier):
             except (binascii.Error, ValueError):
                 self.violation("media payload is not base64")
                 return
-            if not 0 < len(audio) <= 8000 * 30:  # Telnyx takes 20 ms to 30 s per frame
+            if not 160 <= len(audio) <= 8000 * 30:  # Telnyx takes 20 ms to 30 s per frame
                 self.violation(f"media frame of {len(audio)} bytes")
             self.play(audio)
         elif event == "mark":

@@ -7,7 +7,7 @@ Telnyx opens a WebSocket to the ``stream_url`` of the call and sends JSON text f
 their order, so a frame whose ``media.chunk`` number is not above every one before it — late or
 repeated — is dropped rather than played out of place), ``dtmf``, ``mark`` (the echo
 of a mark we sent, once the audio before it has played), ``error`` and ``stop``. We send
-``media`` frames, ``mark`` and ``clear``.
+``media`` frames (at least 20 ms: a shorter one is padded with silence), ``mark`` and ``clear``.
 
 How "heard" is decided: Telnyx echoes every ``mark`` once the audio before it has played, and
 returns the marks still queued when it gets a ``clear``. So the codec acknowledges
@@ -45,12 +45,14 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 from .._errors import ConfigError, ProtocolError
+from ..audio import ulaw_encode_chunk
 from ..events import AudioChunk, CallEnded, CallStarted, Dtmf, Interrupted, Mark, Played
 from . import _json_wire as w
 from ._codec import Codec, WireMessage
 
 __all__ = [
     "CARRIER",
+    "MIN_FRAME",
     "RATE",
     "TOKEN_PARAMETER",
     "TelnyxState",
@@ -68,6 +70,8 @@ TOKEN_PARAMETER = "token"
 ``stream_auth_token`` of a Call Control answer, which Telnyx sends in ``connected``)."""
 
 _TOKEN_FIELD = "x-telnyx-streaming-auth-token"
+MIN_FRAME = RATE // 50
+"""Telnyx plays RTP chunks of 20 ms to 30 s: a shorter outbound frame is padded with silence."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +212,9 @@ def _encode(state: TelnyxState, item: Any, *, marks: bool) -> tuple[TelnyxState,
     if isinstance(item, AudioChunk):
         if item.frames == 0:
             return state, []
-        return state, [_dumps({"event": "media", "media": {"payload": w.encode_payload(item)}})]
+        raw = ulaw_encode_chunk(item).ljust(MIN_FRAME, b"\xff")  # μ-law silence pads
+        payload = base64.b64encode(raw).decode("ascii")
+        return state, [_dumps({"event": "media", "media": {"payload": payload}})]
     if isinstance(item, Mark):
         if not marks:
             return state, []
