@@ -58,6 +58,7 @@ __all__ = ["Call", "run_call"]
 _log = logging.getLogger("voicekit.transports")
 
 _END = object()
+_BACKLOG = 4  # inbound items waiting before the receive side gives the pipeline a turn
 TOKEN_PARAMETER = "token"
 """The start parameter that carries the stream token: seen by ``authorize`` only."""
 
@@ -382,6 +383,8 @@ async def run_call(
                 cell.value, events = codec.decode(cell.value, message)
                 for event in events:
                     inbound.put(event)
+                if inbound.queue.qsize() > _BACKLOG:  # the pipeline lags: let it run first
+                    await asyncio.sleep(0)
         except ProtocolError as exc:
             _log.warning("%s call %s: %s", codec.name, session.call_id, exc)
             inbound.end("error", str(exc))

@@ -175,7 +175,7 @@ def decode(state: TwilioState, message: WireMessage) -> tuple[TwilioState, list[
             audio = base64.b64decode(payload, validate=True)
         except (binascii.Error, ValueError):
             raise _fail(f"'media.payload' is not valid base64 ({payload[:40]!r}…)") from None
-        state = dataclasses.replace(state, t=t)
+        state = TwilioState(state.phase, state.stream_sid, state.call_sid, t)
         if track != "inbound":  # a bidirectional stream carries the caller only
             return state, []
         return state, [ulaw_decode_bytes(audio, t=t)]
