@@ -35,6 +35,9 @@ SECRETS = {
     "twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY", "plivo": "PLIVO_AUTH_TOKEN"
 }
 """The environment variable holding each carrier's signing secret (never printed)."""
+WS_MAX_SIZE = 256 * 1024
+"""The largest WebSocket message the server reads (a 20 ms Twilio frame is ~400 bytes); the
+codecs reject anything over 64 KiB."""
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
@@ -107,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         ws="websockets-sansio",
+        ws_max_size=WS_MAX_SIZE,
         lifespan="on",
         log_level="info",
         timeout_graceful_shutdown=5,
