@@ -120,8 +120,11 @@ def server_main(port: int, calls: int, lead: float) -> None:
 
     async def main() -> None:
         monitor = asyncio.create_task(lag_monitor())
+        # no keepalive pings: the callers run on the same (shared) machine, and a starved
+        # caller answering a ping late is not what this measures
         config = uvicorn.Config(application, host="127.0.0.1", port=port, log_level="error",
-                                ws="websockets-sansio", lifespan="off", backlog=4096)
+                                ws="websockets-sansio", lifespan="off", backlog=4096,
+                                ws_ping_interval=None)
         await uvicorn.Server(config).serve()
         monitor.cancel()
 
@@ -139,6 +142,9 @@ class Caller:
         self.error = ""
         self.speech_end: float | None = None
         self.waiting = False
+        self.speaking = False
+        self.tainted = False
+        self.answered = 0
         self.play_end = 0.0
         self.marks: list[tuple[float, str]] = []
 
@@ -164,7 +170,10 @@ class Caller:
                 for i in range(frames):
                     await asyncio.sleep(max(0.0, t0 + i * 0.02 - loop.time()))
                     speaking = i % cycle < SPEAK_S * 50
+                    if i % cycle == 0:
+                        self.speaking, self.tainted = True, self.waiting
                     if not speaking and i % cycle == SPEAK_S * 50:
+                        self.speaking = False
                         self.speech_end, self.waiting = loop.time(), True
                         self.turns += 1
                     await ws.send(json.dumps({"event": "media", "sequenceNumber": str(i + 2),
@@ -185,13 +194,23 @@ class Caller:
             await ws.send(json.dumps({"event": "mark", "streamSid": sid, "mark": {"name": name}}))
 
     async def read(self, ws: Any, sid: str) -> None:
+        try:
+            await self._read(ws, sid)
+        except websockets.ConnectionClosed as exc:
+            self.error = self.error or f"{type(exc).__name__}: {exc}"
+
+    async def _read(self, ws: Any, sid: str) -> None:
         loop = asyncio.get_running_loop()
         async for message in ws:
             data = json.loads(message)
             now = loop.time()
             if data["event"] == "media":
+                if self.speaking:  # an earlier reply still arriving: this turn can't be timed
+                    self.tainted = True
                 if self.waiting and self.speech_end is not None:
-                    self.first_audio.append(now - self.speech_end)
+                    if not self.tainted:
+                        self.first_audio.append(now - self.speech_end)
+                    self.answered += 1
                     self.waiting = False
                 size = len(base64.b64decode(data["media"]["payload"]))
                 self.play_end = max(self.play_end, now) + size / 8000
@@ -240,7 +259,7 @@ async def load(calls: int, seconds: float, lead: float) -> None:
         server.wait()
     window = seconds + 3.0
     firsts = [x for c in callers for x in c.first_audio]
-    complete = [c for c in callers if not c.error and len(c.first_audio) == c.turns > 0]
+    complete = [c for c in callers if not c.error and c.answered == c.turns > 0]
     errors = [c.error for c in callers if c.error]
     lag = after["lag"]
     print(f"(a) load: {calls} simulated Twilio calls for {seconds:.0f} s, one server process, "
@@ -249,7 +268,9 @@ async def load(calls: int, seconds: float, lead: float) -> None:
     print(f"    calls completed   {len(complete)}/{calls} (every turn answered), errors "
           f"{len(errors)}{': ' + errors[0] if errors else ''}; calls ended on the server "
           f"{after['ended']}")
-    print(f"    turns             {sum(c.turns for c in callers)} asked, {len(firsts)} answered")
+    print(f"    turns             {sum(c.turns for c in callers)} asked, "
+          f"{sum(c.answered for c in callers)} answered, {len(firsts)} timed (a turn is not timed "
+          "when an earlier reply was still arriving as the caller spoke)")
     print(f"    first audio       p50 {pct(firsts, 50) * 1000:.0f} ms, p99 "
           f"{pct(firsts, 99) * 1000:.0f} ms after the end of the caller's utterance "
           "(includes 0.2 s VAD stop + 0.2 s turn wait)")
