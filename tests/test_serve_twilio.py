@@ -138,6 +138,10 @@ async def test_the_agent_answers_a_simulated_twilio_call(tmp_path):
         await asyncio.wait_for(rec.done.wait(), 10)
     assert report.violations == []
     assert report.spoke and report.time_to_first_audio_ms is not None
+    # the agent marks each sentence; streamdouble echoes each mark once its audio has played,
+    # and the echo comes back inbound as Played
+    assert len(report.result.marks_received) == 2
+    assert [p.name for p in rec.of(Played)] == report.result.marks_echoed
     (started,) = rec.of(CallStarted)
     assert started.call_id == report.result.identity.call_sid
     assert started.acknowledges and started.caller == "+15550001111"
