@@ -4,13 +4,14 @@
     127.0.0.1) that streams a reply a token every 30 ms, and speaks through an instant fake TTS
     (one precomputed chunk per sentence). For each of N turns we take the moment the token that
     completes the first sentence arrives and the moment the agent yields its first audio chunk.
-    A sentence ending in "." is only known to end when the next token arrives (the sentence
-    look-ahead); both figures start after that token, so the look-ahead is not counted:
+    Both figures start at the token that *completes* the first sentence (its full stop), not
+    at the token after it, so any look-ahead of the sentence splitter counts (a splitter that
+    waited for the next token to be sure would show the 30 ms token gap here):
 
-      * from LLM token — the token leaves voicekit.llm.chat() → first audio chunk out of the
-        agent: sentence splitting, the TTS stage and the conversation loop;
-      * from the wire — the server wrote the token to its socket → first audio chunk: the above
-        plus loopback TCP, HTTP and SSE decoding (both processes read CLOCK_MONOTONIC).
+      * from LLM token — the completing token leaves voicekit.llm.chat() → first audio chunk
+        out of the agent: sentence splitting, the TTS stage and the conversation loop;
+      * from the wire — the server wrote that token to its socket → first audio chunk: the
+        above plus loopback TCP, HTTP and SSE decoding (both processes read CLOCK_MONOTONIC).
 
 (b) CPU per session. K agents run side by side, each fed question.wav and 2 s of silence in a
     loop, paced in real time (20 ms chunks), through vad(energy) | stt.fake | turns | agent, each
@@ -26,7 +27,7 @@
 
 Run:  python bench/latency.py [--turns 50] [--sessions 1 10 50] [--seconds 10] [--preempt 6]
       (--turns 0 --sessions --preempt 6: part (c) alone)
-Target (issue 5): p99 < 2 ms beyond the sentence look-ahead.
+Target (issue 12 item 6): from the completing token, median ≤ 2 ms, p99 ≤ 5 ms.
 """
 
 from __future__ import annotations
@@ -55,13 +56,26 @@ from voicekit.events import (
     TurnStarted,
 )
 from voicekit.llm import NO_RETRY, chat, custom
-from voicekit.text import SentenceSplitter
+from voicekit.text import split_sentences
 from voicekit.turns import turns
 
 TOKEN_GAP = 0.030
 SLOW_FIRST_TOKEN = 0.5  # the first token's delay for requests under /slow (part c)
 REPLY = ["Sure", ",", " I", " can", " help", ".", " The", " weather", " is", " sunny", "."]
-FIRST_SENTENCE_TOKEN = 6  # " The": the full stop after "help" is known to end a sentence here
+
+
+def completing_token(tokens: list[str]) -> int:
+    """The index of the token that completes the first sentence of ``"".join(tokens)``."""
+    first = split_sentences("".join(tokens))[0]
+    text = ""
+    for index, token in enumerate(tokens):
+        text += token
+        if len(text.strip()) >= len(first) and text.strip().startswith(first):
+            return index
+    raise ValueError(f"no token completes {first!r}")
+
+
+FIRST_SENTENCE_TOKEN = completing_token(REPLY)  # "." after "help"
 
 
 # -- the loopback LLM server (own process) ------------------------------------------------------
@@ -166,15 +180,16 @@ async def instant_tts(source: AsyncIterable[Any], /) -> AsyncIterator[Any]:
 
 
 def marking_llm(endpoint: vk.llm.Endpoint, marks: list[float]) -> Any:
-    """chat() on ``endpoint``, noting when the token completing the first sentence leaves it."""
+    """chat() on ``endpoint``, noting when the token completing the first sentence leaves it
+    (the token whose text ends the sentence, not a later one that tells a splitter so)."""
 
     async def llm(messages: Any, *, client: Any) -> AsyncIterator[Any]:
-        splitter = SentenceSplitter()
-        found = False
+        index = 0
         async for event in chat(endpoint, messages, client=client):
-            if not found and isinstance(event, Token) and splitter.push(event.text):
-                marks.append(time.monotonic())
-                found = True
+            if isinstance(event, Token) and event.text:
+                if index == FIRST_SENTENCE_TOKEN:
+                    marks.append(time.monotonic())
+                index += 1
             yield event
 
     return llm
