@@ -18,7 +18,8 @@
     every 20 ms, as a real-time TTS would) and *burst* (a reply's chunks as fast as accepted, the
     first chunk's latency only; later ones wait for the lead, on purpose).
 
-Run:  python bench/serve.py [--calls 100] [--seconds 60] [--lead 0.2] [--skip-load]
+Run:  python bench/serve.py [--calls 100] [--seconds 60] [--lead 0.2] [--inbound-ms 20]
+      [--skip-load]
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def pct(values: list[float], q: float) -> float:
 # -- (a) the server process -----------------------------------------------------------------
 
 
-def server_main(port: int, calls: int, lead: float) -> None:
+def server_main(port: int, calls: int, lead: float, inbound_ms: float) -> None:
     profiler = None
     if os.environ.get("BENCH_PROFILE"):  # a cProfile of the server, dumped at the end
         import cProfile
@@ -91,7 +92,8 @@ def server_main(port: int, calls: int, lead: float) -> None:
         await (call.inbound | bot | call.outbound)
 
     application = vk.serve.app(
-        on_call, dev=True, max_calls=calls + 10, lead=lead, on_end=lambda s: ended.append(1)
+        on_call, dev=True, max_calls=calls + 10, lead=lead, on_end=lambda s: ended.append(1),
+        inbound_ms=inbound_ms,
     )
 
     async def stats(request: Request) -> JSONResponse:
@@ -221,11 +223,11 @@ class Caller:
                 self.play_end = now
 
 
-async def load(calls: int, seconds: float, lead: float) -> None:
+async def load(calls: int, seconds: float, lead: float, inbound_ms: float = 20) -> None:
     port = 18000 + os.getpid() % 1000
     server = subprocess.Popen(  # noqa: ASYNC220 - started once, before the clock runs
         [sys.executable, __file__, "--serve", str(port), "--calls", str(calls), "--lead",
-         str(lead)]
+         str(lead), "--inbound-ms", str(inbound_ms)]
     )
     try:
         import httpx
@@ -263,7 +265,8 @@ async def load(calls: int, seconds: float, lead: float) -> None:
     errors = [c.error for c in callers if c.error]
     lag = after["lag"]
     print(f"(a) load: {calls} simulated Twilio calls for {seconds:.0f} s, one server process, "
-          f"lead {lead * 1000:.0f} ms, {psutil.cpu_count()} cores, load average "
+          f"lead {lead * 1000:.0f} ms, inbound chunks {inbound_ms:.0f} ms, "
+          f"{psutil.cpu_count()} cores, load average "
           f"{os.getloadavg()[0]:.1f} at the end (the machine is shared)")
     print(f"    calls completed   {len(complete)}/{calls} (every turn answered), errors "
           f"{len(errors)}{': ' + errors[0] if errors else ''}; calls ended on the server "
@@ -373,15 +376,16 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=100)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--lead", type=float, default=0.2)
+    parser.add_argument("--inbound-ms", type=float, default=20)
     parser.add_argument("--skip-load", action="store_true")
     parser.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        server_main(args.serve, args.calls, args.lead)
+        server_main(args.serve, args.calls, args.lead, args.inbound_ms)
         return
     asyncio.run(transport_latency(args.lead))
     if not args.skip_load:
-        asyncio.run(load(args.calls, args.seconds, args.lead))
+        asyncio.run(load(args.calls, args.seconds, args.lead, args.inbound_ms))
 
 
 if __name__ == "__main__":

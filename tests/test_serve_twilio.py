@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import inspect
+import itertools
 import json
 import logging
 import re
@@ -496,3 +498,37 @@ async def test_the_ws_route_wants_its_token(monkeypatch):
                 await asyncio.wait_for(ws.recv(), 5)
             assert closed.value.rcvd.code == 1000  # on_call returned: we closed
     assert calls == ["y"]
+
+
+async def test_inbound_ms_gathers_the_callers_audio_in_longer_chunks_keeping_order():
+    seen: list[Any] = []
+
+    async def on_call(call: Any) -> None:
+        async for item in call.inbound:
+            seen.append(item)
+
+    application = vk.serve.app(on_call, dev=True, inbound_ms=60, on_end=lambda s: None)
+    payload = base64.b64encode(b"\xff" * 160).decode()
+    frame = json.dumps({"event": "media", "streamSid": "MZCAin", "media": {
+        "track": "inbound", "chunk": "1", "timestamp": "0", "payload": payload}})
+    async with serving(application) as host:
+        ws = await websockets.connect(f"ws://{host}/twilio/media")
+        await ws.send(start_message("CAin"))
+        for _ in range(10):
+            await ws.send(frame)
+        await ws.send(json.dumps({"event": "dtmf", "streamSid": "MZCAin",
+                                  "dtmf": {"digit": "9"}}))
+        for _ in range(4):
+            await ws.send(frame)
+        await ws.send(json.dumps({"event": "stop", "streamSid": "MZCAin", "stop": {}}))
+        with pytest.raises(websockets.ConnectionClosed):
+            await asyncio.wait_for(ws.recv(), 5)
+    kinds = [type(x).__name__ for x in seen]
+    assert kinds[0] == "CallStarted" and kinds[-1] == "CallEnded"
+    audio = [x for x in seen if isinstance(x, vk.AudioChunk)]
+    before = [x for x in seen[: kinds.index("Dtmf")] if isinstance(x, vk.AudioChunk)]
+    assert all(c.rate == 16000 for c in audio)
+    assert all(c.frames >= 960 for c in before[:-1])  # 60 ms at 16 kHz, the rest before the key
+    assert sum(c.frames for c in before) > 9 * 320  # the audio sent before the key came first
+    for a, b in itertools.pairwise(audio):
+        assert b.t == pytest.approx(a.end)  # one continuous stream

@@ -2,7 +2,8 @@
 uvicorn).
 
 The agent options are those of ``demo`` (``--llm --stt --tts --voice --system``); the server's
-are ``--carrier --host --port --public-url --max-calls --workers --dev --drain-timeout``. Each
+are ``--carrier --host --port --public-url --max-calls --workers --dev --drain-timeout
+--inbound-ms``. Each
 worker process loads the models once, at start. SIGTERM drains: ``/readyz`` turns 503 and new
 calls are refused, running calls go on until they end or ``--drain-timeout`` passes, then the
 server stops (a second SIGTERM stops it at once).
@@ -71,6 +72,10 @@ def add_parser(subparsers: Any) -> None:
                        help="worker processes (default: %(default)s)")
     group.add_argument("--drain-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="after SIGTERM, how long running calls may go on (default: "
+                       "%(default)s)")
+    group.add_argument("--inbound-ms", type=float, default=20, metavar="MS",
+                       help="hand the caller's audio to the agent in chunks of MS ms; 40-60 "
+                       "halves the agent's CPU per call for that much delay (default: "
                        "%(default)s)")
     group.add_argument("--dev", action="store_true",
                        help="turn the signature and token checks off (loopback --host only)")
@@ -144,7 +149,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
 
     inner = app(
         on_call, args.carrier, public_url=args.public_url, max_calls=args.max_calls,
-        dev=args.dev, host=args.host, on_end=on_end,
+        dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
     )
     state = inner.state.voicekit
 

@@ -75,6 +75,7 @@ def app(
     host: str = "127.0.0.1",
     rate: int = 16000,
     lead: float = 0.2,
+    inbound_ms: float = 20,
     on_end: Callable[[Session], Any] | None = None,
     token_ttl: float = 300.0,
     ws_token: str | None = None,
@@ -97,7 +98,8 @@ def app(
     ``https://`` address Twilio calls (default: from the request's Host header); the signature
     is computed over it. ``rate`` is the pipeline's sample rate, ``lead`` how far outbound
     audio runs ahead of real time, ``on_end(session)`` receives each call's final Session,
-    ``grace`` is how long a pipeline may run on after the caller hung up.
+    ``grace`` is how long a pipeline may run on after the caller hung up, ``inbound_ms`` the
+    length of the caller's audio chunks (see :func:`voicekit.transports.run_call`).
 
     ``carrier="telnyx"``: ``POST /telnyx/voice`` (TeXML; Telnyx's Ed25519 webhook signature
     checked with ``TELNYX_PUBLIC_KEY``; stream tokens keyed with ``TELNYX_API_KEY``, else a
@@ -187,8 +189,8 @@ def app(
         state.calls += 1
         try:
             await run_call(
-                ws, codec, on_call, rate=rate, lead=lead, authorize=authorize, on_end=ended,
-                grace=grace,
+                ws, codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
+                authorize=authorize, on_end=ended, grace=grace,
             )
         finally:
             state.calls -= 1
