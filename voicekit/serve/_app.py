@@ -24,12 +24,13 @@ from ..session import Session
 from ..transports import Call, run_call, twilio, websocket
 from ..transports._token import Spent, check_token, derive_key, make_token
 from ._carriers import SECRETS, carrier_routes
+from ._page import page_routes
 
 __all__ = ["ServerState", "app"]
 
 _log = logging.getLogger("voicekit.serve")
 
-CARRIERS = ("twilio", "telnyx", "plivo")
+CARRIERS = ("twilio", "telnyx", "plivo", "audiohook")
 LOOPBACK = ("localhost",)
 
 
@@ -67,7 +68,7 @@ def _public_base(request: Request, public_url: str | None) -> str:
 
 def app(
     on_call: Callable[[Call], Awaitable[Any]],
-    carrier: str = "twilio",
+    carrier: str | None = "twilio",
     *,
     public_url: str | None = None,
     max_calls: int = 100,
@@ -80,6 +81,7 @@ def app(
     token_ttl: float = 300.0,
     ws_token: str | None = None,
     grace: float = 0.5,
+    mode: str = "bot",
 ) -> Starlette:
     """An ASGI application that answers phone calls with ``on_call(call)`` (see
     :class:`voicekit.transports.Call`); serve it with uvicorn or mount it in FastAPI.
@@ -106,21 +108,29 @@ def app(
     per-process key) and ``WS /telnyx/media``. ``carrier="plivo"``: ``POST /plivo/voice`` (the
     ``<Stream>`` XML; ``X-Plivo-Signature-V3`` checked with ``PLIVO_AUTH_TOKEN``) and
     ``WS /plivo/media``. See :mod:`voicekit.transports.telnyx` and ``…plivo``.
+
+    ``carrier=None``: no phone routes (and no carrier credentials needed); ``GET /`` is the page
+    to talk to the agent from a browser (:mod:`voicekit.web`, its files at ``/static/``), which
+    calls ``/ws`` with the token given in its address (``/#token=…``).
     """
-    if carrier not in CARRIERS:
+    if carrier is not None and carrier not in CARRIERS:
         raise ConfigError(f"serve: carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
     if isinstance(max_calls, bool) or not isinstance(max_calls, int) or max_calls < 1:
         raise ConfigError(f"serve: max_calls must be an int ≥ 1, got {max_calls!r}")
     if dev and not is_loopback(host):
         raise ConfigError(f"serve: dev=True turns security checks off; it needs a loopback host, "
                           f"not {host!r}")
-    secret_name = SECRETS.get(carrier, "TWILIO_AUTH_TOKEN")
-    auth_token = os.environ.get(secret_name, "")
+    state = ServerState(max_calls=max_calls)
+    if carrier == "audiohook":
+        return _audiohook_app(on_call, state, mode=mode, dev=dev, rate=rate, lead=lead,
+                              on_end=on_end, grace=grace)
+    secret_name = SECRETS.get(carrier or "", "TWILIO_AUTH_TOKEN")
+    auth_token = os.environ.get(secret_name, "") if carrier is not None else ""
     ws_secret = ws_token if ws_token is not None else os.environ.get("VOICEKIT_WS_TOKEN", "")
     # Telnyx signs with a *public* key: the stream tokens need a secret of their own
     key_secret = os.environ.get("TELNYX_API_KEY", "") if carrier == "telnyx" else auth_token
     remember(auth_token, ws_secret, key_secret)
-    if not dev and not auth_token:
+    if not dev and not auth_token and carrier is not None:
         raise ConfigError(
             f"serve: {secret_name} is not set: the {carrier} routes cannot check {carrier}'s "
             "signature (set it, or use dev=True / --dev on a loopback host for local tests)"
@@ -129,7 +139,6 @@ def app(
         _log.warning("voicekit serve: DEV MODE: signature and token checks are OFF (loopback)")
     key = derive_key(key_secret) if key_secret else secrets.token_bytes(32)
     spent = Spent()
-    state = ServerState(max_calls=max_calls)
 
     def ended(session: Session) -> Any:
         return on_end(session) if on_end is not None else None
@@ -206,7 +215,9 @@ def app(
         Route("/readyz", readyz),
         WebSocketRoute("/ws", generic),
     ]
-    if carrier == "twilio":
+    if carrier is None:
+        routes += page_routes()
+    elif carrier == "twilio":
         routes[2:2] = [
             Route("/twilio/voice", twilio_voice, methods=["POST"]),
             WebSocketRoute("/twilio/media", twilio_media),
@@ -218,5 +229,42 @@ def app(
             media=lambda ws, codec: serve_socket(ws, codec, authorize_twilio),
         )
     application = Starlette(routes=routes)
+    application.state.voicekit = state
+    return application
+
+
+def _audiohook_app(
+    on_call: Callable[[Any], Awaitable[Any]], state: ServerState, *, mode: str, dev: bool,
+    rate: int, lead: float, on_end: Callable[[Session], Any] | None, grace: float,
+) -> Starlette:
+    """The app of ``carrier="audiohook"``: ``WS /audiohook``, ``/healthz``, ``/readyz``."""
+    from ..transports._audiohook_server import audiohook_endpoint
+
+    if dev:
+        _log.warning("voicekit serve: DEV MODE: AudioHook API key and signature checks are OFF")
+
+    def started() -> None:
+        state.calls += 1
+
+    def stopped() -> None:
+        state.calls -= 1
+
+    endpoint = audiohook_endpoint(
+        on_call, mode=mode, dev=dev, ready=lambda: state.ready, started=started,
+        stopped=stopped, rate=rate, lead=max(lead, 0.4), on_end=on_end, grace=grace,
+    )
+
+    async def healthz(request: Request) -> Response:
+        return PlainTextResponse("ok")
+
+    async def readyz(request: Request) -> Response:
+        if state.ready:
+            return PlainTextResponse("ready")
+        return PlainTextResponse("draining" if state.draining else "full", status_code=503)
+
+    application = Starlette(routes=[
+        Route("/healthz", healthz), Route("/readyz", readyz),
+        WebSocketRoute("/audiohook", endpoint),
+    ])
     application.state.voicekit = state
     return application

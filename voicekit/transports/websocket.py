@@ -8,13 +8,21 @@ Client -> server
 * ``{"type": "start", "call_id": "…", "caller": "…", "callee": "…", "acks": true,
   "token": "…", "parameters": {…}}`` — first, exactly once; every field optional (``call_id``
   defaults to a fresh id; ``acks`` says the client answers every ``mark`` with ``played``;
-  ``token`` is checked when the server requires one);
+  ``token`` is checked when the server requires one; ``events`` asks for the display messages
+  below);
 * binary frames — the caller's audio (an even number of bytes);
 * ``{"type": "dtmf", "digit": "5"}``, ``{"type": "played", "name": "…"}`` (the audio up to
   that mark has been played), ``{"type": "stop"}`` (hang up).
 
 Server -> client: binary frames of the agent's audio, ``{"type": "mark", "name": "…"}`` after
 each sentence, ``{"type": "clear"}`` (drop the audio not yet played: the caller barged in).
+With ``"events": true`` in ``start`` (the browser page asks for it) the server also sends what a
+page shows: ``{"type": "speech", "state": "started"|"stopped"}``, ``{"type": "transcript",
+"text": "…", "final": true}``, ``{"type": "turn", "text": "…"}`` (the user's turn ended),
+``{"type": "reply"}``, ``{"type": "tool_call", "name": "…", "arguments": {…}}``,
+``{"type": "tool_result", "name": "…", "content": "…"}``, ``"text"`` in each ``mark`` (the
+sentence spoken up to it) and ``{"type": "metrics", "spans": [[label, start, end], …],
+"voice_to_voice": s}`` (a turn's latency, from :func:`voicekit.web.turn_meter`).
 
 >>> import json
 >>> s, events = codec.decode(codec.initial(), json.dumps({"type": "start", "call_id": "c1"}))
@@ -36,8 +44,24 @@ from typing import Any
 import numpy as np
 
 from .._errors import AudioError, ProtocolError
+from .._metrics import TurnMetrics
 from .._frozen import FrozenDict
-from ..events import AudioChunk, CallEnded, CallStarted, Dtmf, Interrupted, Mark, Played
+from ..events import (
+    AudioChunk,
+    CallEnded,
+    CallStarted,
+    Dtmf,
+    Interrupted,
+    Mark,
+    Played,
+    ReplyStarted,
+    SpeechStarted,
+    SpeechStopped,
+    ToolCall,
+    ToolResult,
+    Transcript,
+    TurnEnded,
+)
 from ..session import new_call_id
 from ._codec import Codec, WireMessage
 
@@ -51,10 +75,12 @@ _DIGITS = frozenset("0123456789*#ABCD")
 @dataclass(frozen=True, slots=True)
 class WsState:
     """``phase`` (``"new"``, ``"started"``, ``"stopped"``) and the caller audio received (s).
-    The ``start`` message's ``token`` travels in ``CallStarted.parameters["token"]``."""
+    The ``start`` message's ``token`` travels in ``CallStarted.parameters["token"]``;
+    ``events``: the client asked for the display messages."""
 
     phase: str = "new"
     t: float = 0.0
+    events: bool = False
 
 
 def _fail(message: str) -> ProtocolError:
@@ -105,7 +131,7 @@ def decode(state: WsState, message: WireMessage) -> tuple[WsState, list[Any]]:
             callee=_text(data, "callee"),
             parameters=FrozenDict({**params, "token": _text(data, "token")}),
         )
-        return WsState("started", 0.0), [started]
+        return WsState("started", 0.0, data.get("events") is True), [started]
     if state.phase != "started":
         raise _fail(f"'{kind}' before 'start'")
     if kind == "dtmf":
@@ -128,10 +154,39 @@ def encode(state: WsState, item: Any) -> tuple[WsState, list[WireMessage]]:
             raise AudioError(f"ws: outbound audio must be {RATE} Hz, got {item.rate} Hz")
         return state, [item.samples.astype("<i2").tobytes()]
     if isinstance(item, Mark):
-        return state, [json.dumps({"type": "mark", "name": item.name})]
+        mark = {"type": "mark", "name": item.name}
+        if state.events:
+            mark["text"] = item.text
+        return state, [json.dumps(mark)]
     if isinstance(item, Interrupted):
         return state, ['{"type": "clear"}']
+    if state.events:
+        shown = _display(item)
+        if shown is not None:
+            return state, [json.dumps(shown, default=str)]
     return state, []
+
+
+def _display(item: Any) -> dict[str, Any] | None:
+    """The display message of an outbound event, for a client that asked for ``events``."""
+    if isinstance(item, SpeechStarted | SpeechStopped):
+        return {"type": "speech", "state": "started" if isinstance(item, SpeechStarted)
+                else "stopped"}
+    if isinstance(item, Transcript):
+        return {"type": "transcript", "text": item.text, "final": item.final}
+    if isinstance(item, TurnEnded):
+        return {"type": "turn", "text": item.text}
+    if isinstance(item, ReplyStarted):
+        return {"type": "reply", "turn": item.turn}
+    if isinstance(item, ToolCall):
+        return {"type": "tool_call", "name": item.name, "arguments": item.arguments}
+    if isinstance(item, ToolResult):
+        return {"type": "tool_result", "name": item.name, "content": item.content[:500]}
+    if isinstance(item, TurnMetrics):
+        return {"type": "metrics", "text": item.text, "interrupted": item.interrupted,
+                "spans": [[label, round(a, 4), round(b, 4)] for label, a, b in item.spans()],
+                "voice_to_voice": item.voice_to_voice}
+    return None
 
 
 codec: Codec[WsState] = Codec(
