@@ -97,6 +97,7 @@ def screenshot(driver: Any, name: str) -> Path:
     return path
 
 
+@pytest.mark.filterwarnings("ignore::voicekit.turns.StopSecsWarning")
 def test_the_page_hears_the_question_and_plays_the_reply(server, tmp_path):
     srv, calls = server
     with chromium(capture(tmp_path, ("question", 0), ("quiet", 20))) as driver:
@@ -137,6 +138,7 @@ def test_the_page_hears_the_question_and_plays_the_reply(server, tmp_path):
     assert srv.voicekit_tasks() == []
 
 
+@pytest.mark.filterwarnings("ignore::voicekit.turns.StopSecsWarning")
 def test_a_barge_in_flushes_playback_at_once(server, tmp_path):
     srv, calls = server
     # the question, 1.5 s for the reply to begin, then the caller speaks over it
@@ -162,3 +164,43 @@ def test_a_barge_in_flushes_playback_at_once(server, tmp_path):
     assert said and said[0].get("interrupted")
     assert said[0]["content"] == " ".join(spoken)
     assert srv.voicekit_tasks() == []
+
+
+@pytest.mark.filterwarnings("ignore::voicekit.turns.StopSecsWarning")
+def test_closing_the_tab_ends_the_call_with_nothing_left_running(server, tmp_path):
+    srv, calls = server
+    with chromium(capture(tmp_path, ("question", 0), ("quiet", 20))) as driver:
+        first = driver.current_window_handle
+        driver.switch_to.new_window("tab")
+        driver.get(srv.url + "/")
+        driver.find_element("id", "talk").click()
+        wait_for(driver, "return window.voicekit.spoken.length >= 1", 20)  # mid-reply
+
+        def websockets() -> list[str]:  # the page's keep-alive HTTP connections may stay
+            names = [type(c).__name__ for c in srv.server.server_state.connections]
+            return [n for n in names if "WebSocket" in n]
+
+        assert len(srv.call(websockets)) == 1
+        driver.close()  # the tab, not the browser
+        driver.switch_to.window(first)
+        assert calls.ended.wait(10)
+        assert srv.voicekit_tasks() == []
+        assert srv.call(websockets) == []
+    (session,) = calls.sessions
+    assert session.messages[0]["content"] == "what time is it"
+    said = [m for m in session.messages if m["role"] == "assistant"]
+    assert len(said) <= 1 and all(m["content"] for m in said)  # only what the page played
+
+
+def test_the_page_and_its_files_are_served_and_nothing_else(server):
+    import httpx
+
+    srv, _ = server
+    page = httpx.get(srv.url + "/")
+    assert page.status_code == 200 and 'src="static/page.js"' in page.text
+    for name, kind in (("page.js", "text/javascript"), ("capture-worklet.js", "text/javascript"),
+                       ("page.css", "text/css")):
+        reply = httpx.get(f"{srv.url}/static/{name}")
+        assert reply.status_code == 200 and reply.headers["content-type"].startswith(kind)
+    assert httpx.get(srv.url + "/static/_meter.py").status_code == 404
+    assert httpx.get(srv.url + "/static/..%2F__init__.py").status_code == 404
