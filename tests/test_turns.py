@@ -259,18 +259,17 @@ def test_a_late_transcript_of_an_earlier_utterance_is_not_the_answer() -> None:
     assert turn_events(analyzed) == [("start", 1.0), ("end", "one two", 3.6)]
 
 
-def test_a_transcript_later_than_the_wait_is_dropped_or_starts_a_turn() -> None:
+def test_a_transcript_later_than_the_wait_starts_a_new_turn() -> None:
+    # "two" was said inside the turn, but its text comes after the turn ended on "one": it is
+    # not dropped, it starts a turn of its own (whatever the start strategies) that ends at once
     events = [started(1.0), stopped(2.0), heard("one", 2.3, 1.0), started(2.5), stopped(3.0)]
     late = heard("two", 5.0, 2.5)
-    dropped = run(timeline(6.0, *events, late), stt_p99=1.5)
-    assert turn_events(dropped) == [("start", 1.0), ("end", "one", 4.5)]
+    expected = [("start", 1.0), ("end", "one", 4.5), ("start", 2.5), ("end", "two", 5.0)]
+    assert turn_events(run(timeline(6.0, *events, late), stt_p99=1.5)) == expected
     kept = run(timeline(6.0, *events, late), stt_p99=1.5, start=[vad_start(), transcript_start()])
-    assert turn_events(kept) == [
-        ("start", 1.0),
-        ("end", "one", 4.5),
-        ("start", 2.5),
-        ("end", "two", 5.0),
-    ]
+    assert turn_events(kept) == expected
+    words = run(timeline(6.0, *events, late), stt_p99=1.5, start=[min_words(3)])
+    assert turn_events(words) == []  # "one" started no turn, so "two" was said in none
 
 
 def test_watchdog_ends_a_turn_without_words() -> None:
@@ -752,3 +751,55 @@ def test_pending_can_be_turned_off_and_without_vad_each_final_is_an_answer() -> 
     ]
     with pytest.raises(ConfigError):
         run([], pending="yes")
+
+
+# ---------------------------------------------------------------------------------------------
+# A slow recogniser: no words lost
+
+
+@pytest.mark.parametrize("analyzed", [False, True])
+def test_slow_stt_does_not_drop_the_next_segment(analyzed: bool) -> None:
+    # "Hello there." (0.5-1.5 s), a short breath, "What time is it?" (1.8-3.0 s); Whisper takes
+    # 1.9 s for each, so the turn's recogniser wait (p99 1.0 s) runs out on the first text.
+    events = [
+        started(0.5),
+        stopped(1.5),
+        started(1.8),
+        heard("Hello there.", 3.4, 0.5),  # arrives after the second stop
+        stopped(3.0),
+        heard("What time is it?", 5.1, 1.8),
+    ]
+    stop = [turn_analyzer(lambda s, r: 0.9)] if analyzed else None
+    items = timeline(7.0, *events)
+    out = run(items, stop=stop)
+    assert passed(out) == items
+    ends = [x for x in out if isinstance(x, TurnEnded)]
+    assert " ".join(x.text for x in ends) == "Hello there. What time is it?"
+    assert turn_events(out) == [
+        ("start", 0.5),
+        ("end", "Hello there.", 4.0),  # 3.2 (the stop) + 0.8, the recogniser wait
+        ("start", 1.8),
+        ("end", "What time is it?", 5.1),  # on the late text's arrival
+    ]
+    check_placement(out)
+
+
+def test_a_late_transcript_joins_the_next_turn_when_one_is_open() -> None:
+    events = [
+        started(0.5),
+        stopped(1.5),
+        heard("one", 1.8, 0.5),
+        started(1.8),
+        stopped(2.2),
+        started(3.0),  # a new turn opens before "two" is recognised
+        heard("two", 3.3, 1.8),
+        stopped(3.6),
+        heard("three", 3.9, 3.0),
+    ]
+    out = run(timeline(6.0, *events), stt_p99=0.5)
+    assert turn_events(out) == [
+        ("start", 0.5),
+        ("end", "one", 3.0),  # 2.4 (the stop) + 0.6; the new speech starts then
+        ("start", 3.0),
+        ("end", "two three", 4.4),
+    ]

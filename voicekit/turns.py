@@ -21,7 +21,15 @@ turn: :func:`vad_start` on a :class:`SpeechStarted`, :func:`transcript_start` on
 :func:`min_words` on a transcript of at least *n* words. A :func:`wake_phrase` must come first:
 while it is asleep nothing starts a turn (its own phrase excepted), and while awake it lets the
 strategies after it decide. Final transcripts that arrive while no turn is open and that start
-none (too few words, not woken) are dropped: they never reach a later turn's text.
+none (too few words, not woken) are dropped: they never reach a later turn's text — except
+*late* ones. A final transcript of speech that was spoken inside a turn that has since ended
+(its ``t``, the utterance's onset, lies within that turn's speech; this happens when the
+recogniser is slower than the turn-end wait, say "Hello there. What time is it?" where the
+second sentence's text comes after the turn ended on the first) starts a new turn whatever
+the start strategies say (``TurnStarted.t`` is the transcript's ``t``, as for
+:func:`transcript_start`, so it may be earlier than the previous ``TurnEnded.t``): the user's
+words are never silently lost, and the new turn ends as soon as the end rules allow (usually
+right after the transcript, the user having been quiet all along).
 
 **Stream time.** The stage has no clock of its own: time is what the stream says. An audio
 chunk moves it to the chunk's end; a marker to the moment the detector could emit it (a
@@ -510,6 +518,7 @@ class _Turns:
         self.parts: list[str] = []
         self.text_at: float | None = None
         self.offered: str | None = None  # the text of the last TurnPending of this turn
+        self.ended: deque[tuple[float, float]] = deque(maxlen=8)  # onsets of ended turns' speech
         # the wake phrase
         self.awake = self.wake is None
         self.woken_at = 0.0
@@ -577,6 +586,8 @@ class _Turns:
 
     def _end_turn(self, t: float) -> TurnEnded:
         ended = TurnEnded(" ".join(self.parts), t)
+        if self.speech_from is not None and self.onset is not None:
+            self.ended.append((min(self.speech_from, self.onset), self.onset))
         self.open, self.parts, self.text_at, self.offered = False, [], None, None
         self.speech_from = None
         if self.wake is not None:
@@ -600,6 +611,12 @@ class _Turns:
             elif isinstance(item, Transcript) and len(item.text.split()) >= strategy.n:
                 return True
         return False
+
+    def _late(self, item: Transcript) -> bool:
+        """Whether a final transcript is of speech spoken inside a turn that has ended."""
+        if not item.final or not item.text.strip():
+            return False
+        return any(first - 1e-6 <= item.t <= last + 1e-6 for first, last in self.ended)
 
     def _answers(self, item: Transcript) -> bool:
         """Whether a transcript belongs to the last speech (not to an earlier utterance)."""
@@ -717,7 +734,7 @@ class _Turns:
             assert self.wake is not None
             if self.wake.find(self.window) is not None:
                 self.awake, self.window, self.woken_at, woke = True, "", self.now, True
-        if not self.open and (woke or self._starts(item)):
+        if not self.open and (woke or self._starts(item) or self._late(item)):
             out.append(self._start_turn(item.t))
             if not self.speaking:
                 await self._analyze()
