@@ -16,9 +16,10 @@ the total. It also checks that the transcripts are right (word error rate).
 With ``--sessions K`` it runs K such calls at once in one process, each asking the questions in
 its own order, starting ``--stagger`` seconds apart; all share the models and the inference pool
 (``voicekit._compute``). It then also reports *cores busy*: the process's CPU time over the wall
-time of the calls. ``--old-compute FILE`` runs the bench with another ``_compute.py`` (e.g. the
-one-thread, one-lock version: ``git show 3f1b4c3:voicekit/_compute.py > /tmp/old_compute.py``),
-so that before and after can be measured side by side on today's code.
+time of the calls, and that CPU time per turn. ``--old-compute FILE`` runs the bench with another
+``_compute.py`` (the one-thread, one-lock version:
+``git show 3f1b4c3:voicekit/_compute.py > /tmp/old_compute.py``), so that before and after can
+be measured side by side on today's code.
 
 Run:  python bench/voice_to_voice.py [--rounds 3] [--questions 12] [--no-warm] [--hint-secs 0]
                                      [--stop-secs 0.2] [--speech-timeout 0.6] [--busy 0]
@@ -257,7 +258,8 @@ async def _run(args: argparse.Namespace) -> None:
     sessions = await asyncio.gather(
         *(_session(i, args, engines, clips) for i in range(args.sessions))
     )
-    cores_busy = (time.process_time() - cpu) / (time.perf_counter() - wall)
+    cpu = time.process_time() - cpu
+    cores_busy = cpu / (time.perf_counter() - wall)
     rows = [row for rows in sessions for row in rows]
 
     if not args.brief:
@@ -301,7 +303,8 @@ async def _run(args: argparse.Namespace) -> None:
         f"RESULT sessions={args.sessions} compute={'old' if args.old_compute else 'pool'} "
         f"workers={_compute.workers()} model_threads={_compute.model_threads()} "
         f"turns={len(totals)}/{len(rows)} median={median:.2f} p90={p90:.2f} "
-        f"cores_busy={cores_busy:.2f} load={os.getloadavg()[0]:.1f}",
+        f"cores_busy={cores_busy:.2f} cpu_per_turn={cpu / max(1, len(rows)):.2f} "
+        f"load={os.getloadavg()[0]:.1f}",
         flush=True,
     )
 
