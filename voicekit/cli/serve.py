@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -25,13 +26,14 @@ from typing import Any
 from .._agent import voice_agent
 from .._errors import ConfigError, VoicekitError
 from ..session import Session
+from ..web import turn_meter
 from ._agent import add_agent_options, build_engines, prepare, report_error
 
 __all__ = ["add_parser", "make_app", "run"]
 
 _OPTIONS = "VOICEKIT_SERVE_OPTIONS"
 _log = logging.getLogger("voicekit.serve")
-CARRIERS = ("twilio", "telnyx", "plivo")
+CARRIERS = ("twilio", "telnyx", "plivo", "none")
 SECRETS = {
     "twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY", "plivo": "PLIVO_AUTH_TOKEN"
 }
@@ -57,7 +59,8 @@ def add_parser(subparsers: Any) -> None:
     )
     group = parser.add_argument_group("server")
     group.add_argument("--carrier", choices=CARRIERS, default="twilio",
-                       help="the phone carrier (default: %(default)s)")
+                       help="the phone carrier (default: %(default)s); none: no phone routes, "
+                       "the browser page at / to talk to the agent")
     group.add_argument("--host", default="127.0.0.1",
                        help="the address to listen on (default: %(default)s)")
     group.add_argument("--port", type=int, default=8000,
@@ -93,8 +96,8 @@ def run(args: argparse.Namespace) -> int:
                               f"not {args.host!r}")
         if args.workers < 1 or args.max_calls < 1:
             raise ConfigError("--workers and --max-calls must be at least 1")
-        secret = SECRETS[args.carrier]
-        if not args.dev and not os.environ.get(secret):
+        secret = SECRETS.get(args.carrier, "")
+        if secret and not args.dev and not os.environ.get(secret):
             raise ConfigError(f"{secret} is not set: the {args.carrier} routes cannot check "
                               "the carrier's signature (set it, or use --dev on a loopback host)")
         import uvicorn
@@ -108,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
     os.environ[_OPTIONS] = json.dumps(options)
     if args.dev:
         print("voicekit serve: DEV MODE: signature and token checks are OFF", flush=True)
+    if args.carrier == "none":
+        _announce_page(args)
     uvicorn.run(
         "voicekit.cli.serve:make_app",
         factory=True,
@@ -123,6 +128,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _announce_page(args: argparse.Namespace) -> None:
+    """Say where the page is. Without ``--dev`` the page needs the ``/ws`` token: a fresh one
+    per run (in the address to open, like Jupyter's) unless ``VOICEKIT_WS_TOKEN`` is set."""
+    address = f"http://{args.host}:{args.port}/"
+    if args.dev:
+        print(f"voicekit serve: talk to the agent at {address}", flush=True)
+        return
+    if os.environ.get("VOICEKIT_WS_TOKEN"):
+        print(f"voicekit serve: talk to the agent at {address}#token=<VOICEKIT_WS_TOKEN>",
+              flush=True)
+        return
+    token = secrets.token_urlsafe(18)
+    os.environ["VOICEKIT_WS_TOKEN"] = token  # the workers inherit it
+    print(f"voicekit serve: talk to the agent at {address}#token={token}", flush=True)
+
+
 def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     """The ASGI app of one worker, from the options ``run`` left in the environment: the
     models load at startup (lifespan), and SIGTERM drains."""
@@ -131,13 +152,18 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     args = argparse.Namespace(**json.loads(os.environ[_OPTIONS]))
     engines: list[Any] = []
 
+    page = args.carrier == "none"
+
     async def on_call(call: Any) -> None:
         (eng,) = engines
         bot = voice_agent(
             llm=eng.llm, tts=eng.tts, stt=eng.stt, session=call.session, system=eng.system,
             tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
         )
-        await (call.inbound | bot | call.outbound)
+        if page:  # the page shows each turn's latency
+            await (call.inbound | bot | turn_meter() | call.outbound)
+        else:
+            await (call.inbound | bot | call.outbound)
 
     began: dict[str, float] = {}
 
@@ -148,7 +174,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         began.pop(session.call_id, None)
 
     inner = app(
-        on_call, args.carrier, public_url=args.public_url, max_calls=args.max_calls,
+        on_call, None if page else args.carrier, public_url=args.public_url, max_calls=args.max_calls,
         dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
     )
     state = inner.state.voicekit

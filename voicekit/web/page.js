@@ -107,11 +107,24 @@ async function talk() {
     ws.onerror = () => reject(new Error("could not connect to /ws"));
   });
   const channel = { send: (m) => { if (ws.readyState === 1) ws.send(m); }, close: () => ws.close() };
-  const call = await startCall(channel, urls, { on: show, start: { token } });
+  let call = null;
+  let closed = false;
+  const early = []; // messages before the call's audio is ready
+  const ended = (event) => {
+    closed = true;
+    if (call) call.hangUp(false);
+    state.call = null;
+    setStatus(event.code === 1008 ? "call refused (wrong or missing token?)" : "call ended");
+    button.textContent = "Talk";
+    button.classList.remove("on");
+    button.disabled = false;
+  };
+  ws.onmessage = (event) => (call ? call.receive(event.data) : early.push(event.data));
+  ws.onclose = ended;
+  call = await startCall(channel, urls, { on: show, start: { token } });
+  for (const message of early.splice(0)) call.receive(message);
+  if (closed) { await call.hangUp(false); return; }
   state.call = call;
-  ws.onmessage = (event) => call.receive(event.data);
-  ws.onclose = () => { call.hangUp(false); setStatus("call ended"); button.textContent = "Talk";
-    button.classList.remove("on"); state.call = null; };
   button.textContent = "Hang up";
   button.classList.add("on");
   button.disabled = false;
