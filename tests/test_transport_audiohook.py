@@ -368,6 +368,8 @@ def test_outbound_audio_is_pcmu_in_1600_byte_packets_and_barge_in_is_an_event():
     chunk = AudioChunk(np.full(1600, 1000, dtype=np.int16), 8000)
     state, (packet,) = ah.encode(state, chunk)
     assert isinstance(packet, bytes) and len(packet) == 1600
+    state, (short,) = ah.encode(state, AudioChunk(np.full(100, 1000, dtype=np.int16), 8000))
+    assert len(short) == 1600 and set(short[100:]) == {0xFF}  # padded with μ-law silence
     state, (text,) = ah.encode(state, Interrupted())
     assert json.loads(text)["parameters"] == {"entities": [{"type": "barge_in", "data": {}}]}
     monitor, _ = opened("monitor")

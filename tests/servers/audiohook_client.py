@@ -100,6 +100,7 @@ class Record:
 
     messages: list[dict[str, Any]] = field(default_factory=list)
     audio: list[bytes] = field(default_factory=list)
+    audio_at: list[float] = field(default_factory=list)  # loop time of each binary frame
     violations: list[str] = field(default_factory=list)
     closed_by_server: bool = False
 
@@ -281,6 +282,7 @@ class AudioHookClient:
                     if not self.opened.is_set():
                         self.record.violations.append("audio before opened")
                     self.record.audio.append(data)
+                    self.record.audio_at.append(asyncio.get_running_loop().time())
                     continue
                 message = json.loads(data)
                 self._check(message)

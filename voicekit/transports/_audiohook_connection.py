@@ -58,6 +58,16 @@ class _OrderedSocket(_Socket):
             return await _Socket.send(self, message)
 
 
+class _Packets(_Outbound):
+    """The outbound side, in whole packets: never a short frame because the line runs dry (a
+    sentence's end and the reply's end still go out, padded with silence by the codec)."""
+
+    __slots__ = ()
+
+    def _starving(self) -> bool:
+        return False
+
+
 @dataclass(frozen=True, slots=True)
 class AudioHookCall:
     """One AudioHook session, as :func:`run_session` hands it to ``on_call``.
@@ -231,7 +241,7 @@ async def run_session(
     inbound.put(started)
     for event in early:
         inbound.put(event)
-    outbound = _Outbound(codec, protocol.cell, socket, lead)
+    outbound = _Packets(codec, protocol.cell, socket, lead)
     session = Session(call_id=started.call_id, caller=started.caller or None,
                       callee=started.callee or None)
     call = AudioHookCall(Flow(inbound.items()), outbound.consume, session, started,
@@ -244,6 +254,7 @@ async def run_session(
             while not inbound.ended and protocol.state.phase != "closed":
                 message = await _receive(websocket)
                 if message is None:
+                    socket.gone = True  # the peer left without close
                     break
                 await protocol.handle(message, inbound.put)
                 if inbound.queue.qsize() > 4:
@@ -254,9 +265,10 @@ async def run_session(
         finally:
             if protocol.state.phase == "closed":
                 inbound.end("hangup")
-            elif not broken:
-                socket.gone = True  # the peer left without close
+            elif socket.gone:
                 inbound.end("dropped")
+            elif not broken:
+                inbound.end("closed")  # we ended it (the agent finished)
 
     receiving = asyncio.create_task(receive(), name=f"voicekit receive {session.call_id}")
     running = asyncio.create_task(_run(on_call, call), name=f"voicekit call {session.call_id}")

@@ -534,16 +534,21 @@ def disconnect(
 
 
 def _encode_audio(state: AudioHookState, chunk: AudioChunk) -> bytes:
+    """One packet: a chunk shorter than a packet is padded with silence (Genesys rate-limits
+    small packets); a longer one is the caller's choice (the connection cuts packets)."""
     if chunk.rate != RATE:
         raise AudioError(f"audiohook: outbound audio must be {RATE} Hz, got {chunk.rate} Hz")
+    samples = chunk.samples
+    if samples.shape[0] < PACKET_BYTES:
+        samples = np.concatenate((samples, np.zeros(PACKET_BYTES - samples.shape[0], np.int16)))
     if state.format == "L16":
-        return chunk.samples.astype("<i2").tobytes()
-    return ulaw_encode(chunk.samples).tobytes()
+        return samples.astype("<i2").tobytes()
+    return ulaw_encode(samples).tobytes()
 
 
 def encode(state: AudioHookState, item: Any) -> tuple[AudioHookState, list[WireMessage]]:
     """One outbound item -> messages: :class:`~voicekit.AudioChunk` (8 kHz) -> a binary frame
-    (bot mode, while open), :class:`~voicekit.Interrupted` -> ``event`` with a ``barge_in``
+    of at least :data:`PACKET_BYTES` (padded with silence; bot mode, while open), :class:`~voicekit.Interrupted` -> ``event`` with a ``barge_in``
     entity, :class:`EventEntities` -> ``event``, :class:`Pause`/:class:`Resume` ->
     ``pause``/``resume``, :class:`Disconnect` -> ``disconnect``; :class:`SetOutputVariables`
     only updates the state. Nothing is sent before ``opened`` or once the session ends."""
