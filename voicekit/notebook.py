@@ -1,6 +1,6 @@
 """Looking at a voice pipeline from a notebook: players, a live view, a timeline plot.
 
-Three tools, each a plain function:
+Four tools, each a plain function:
 
 * :func:`player` — listen to a clip (samples, chunks, a file) in the notebook;
 * :func:`live_view` — widgets that follow a running pipeline: the transcript as it grows, the
@@ -11,6 +11,8 @@ Three tools, each a plain function:
       display(view)
       mic | vk.tap(view.listen) | bot | audio.paced() | vk.tap(view.observe)
 
+* :func:`talk` — talk to an agent from the cell: the browser running Jupyter is the
+  microphone and the speaker (a widget; the audio travels over its comm).
 * :func:`timeline_plot` — where the time of one turn went, from the end of the user's speech to
   the first audio of the reply, drawn from ``(time, event)`` pairs: a view's ``timeline``, a
   :class:`voicekit.conversation.Conversation`'s, or your own. :func:`turn_times` gives the same
@@ -39,6 +41,7 @@ import numpy.typing as npt
 
 from ._errors import AudioError, ConfigError
 from ._metrics import TurnMetrics, turn_metrics
+from ._talk import Talk, talk
 from .audio import load, to_float32, to_int16, to_wav_bytes
 from .audio._convert import check_rate, downmix
 from .events import (
@@ -60,10 +63,12 @@ from .events import (
 
 __all__ = [
     "LiveView",
+    "Talk",
     "TurnMetrics",
     "TurnTimes",
     "live_view",
     "player",
+    "talk",
     "timeline_plot",
     "turn_times",
 ]
