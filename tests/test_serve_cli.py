@@ -19,9 +19,12 @@ from streamdouble import api
 from streamdouble.scenario import parse
 from streamdouble.session import SessionConfig
 
+AUDIO = {"event": "audio", "timeout": 60}  # the agent's first audio; the machine may be loaded
 DATA = Path(__file__).parent.parent / "voicekit" / "data"
 QUESTION = parse(
-    {"name": "question", "steps": [{"say": "question.wav"}, {"wait_for": "audio"}, {"wait": 4}]},
+    {"name": "question", "steps": [
+        {"say": "question.wav"}, {"wait_for": AUDIO}, {"wait": 4},
+    ]},
     base_dir=DATA,
 )
 CONFIG = SessionConfig(response_timeout_s=30, quiet_period_s=1.5, max_drain_s=20)

@@ -124,6 +124,7 @@ async def voicekit_tasks() -> list[asyncio.Task[Any]]:
     return left
 
 
+AUDIO = {"event": "audio", "timeout": 60}  # the agent's first audio; the machine may be loaded
 CONFIG = SessionConfig(response_timeout_s=10.0, quiet_period_s=1.5, max_drain_s=15.0)
 
 
@@ -207,7 +208,7 @@ async def test_a_barge_in_sends_clear_and_keeps_only_what_was_heard(tmp_path):
     write_wav(tmp_path / "stop.wav", 0.8, 0.0, freq=400)
     scenario = parse(
         {"name": "barge in", "steps": [
-            {"say": "q.wav"}, {"wait_for": "audio"}, {"wait": 2.0}, {"say": "stop.wav"},
+            {"say": "q.wav"}, {"wait_for": AUDIO}, {"wait": 2.0}, {"say": "stop.wav"},
             {"expect": "clear"}, {"wait": 1.5},
         ]},
         base_dir=tmp_path,
@@ -253,7 +254,7 @@ async def test_a_hang_up_leaves_nothing_running(tmp_path, when):
                 await ws.send(json.dumps({"event": "connected", "protocol": "Call"}))
             await asyncio.sleep(0.2)
         else:
-            steps = [{"say": "q.wav"}, {"wait_for": "audio"}, {"wait": 0.5}, "hangup"]
+            steps = [{"say": "q.wav"}, {"wait_for": AUDIO}, {"wait": 0.5}, "hangup"]
             scenario = parse({"name": "hang up", "steps": steps}, base_dir=tmp_path)
             report = await api.run_scenario(url, scenario, config=CONFIG)
             assert report.spoke
