@@ -67,7 +67,7 @@ class Recognizer:
         self.finished: list[int] = []
         self.delay = delay
 
-    async def __call__(self, pcm: np.ndarray) -> str:
+    async def __call__(self, pcm: np.ndarray, source_rate: int) -> str:
         self.heard.append(pcm.shape[0] * 1000 // RATE)
         await asyncio.sleep(self.delay)
         self.finished.append(pcm.shape[0] * 1000 // RATE)

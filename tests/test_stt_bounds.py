@@ -120,7 +120,7 @@ def test_one_huge_chunk_is_sliced_to_the_pre_roll() -> None:
     cutter.audio(AudioChunk(np.zeros(600 * RATE, np.int16), RATE, 0.0))  # 10 minutes at once
     assert kept(cutter) <= (0.3 + LEAD) * RATE
     cutter.started(SpeechStarted(599.9))
-    onset, samples = cutter.stopped(SpeechStopped(600.0))
+    onset, samples, _ = cutter.stopped(SpeechStopped(600.0))
     assert onset == 599.9 and samples.shape[0] == round(0.4 * RATE)
 
 
@@ -234,7 +234,7 @@ async def test_one_huge_chunk_of_speech_is_cut_too() -> None:
 async def test_a_guess_is_dropped_when_the_limit_cuts_the_utterance() -> None:
     recognised: list[int] = []
 
-    async def recognize(pcm: np.ndarray) -> str:
+    async def recognize(pcm: np.ndarray, source_rate: int) -> str:
         recognised.append(pcm.shape[0])
         await asyncio.sleep(0)
         return f"{pcm.shape[0]}"

@@ -157,7 +157,7 @@ def test_utterances_cut_from_pre_roll_before_onset() -> None:
         cutter.audio(chunk(i / 10, value=i))
     cutter.started(SpeechStarted(1.0))  # arrives late, as VAD markers do
     cutter.audio(chunk(2.0, value=20))
-    onset, samples = cutter.stopped(SpeechStopped(2.05))
+    onset, samples, _ = cutter.stopped(SpeechStopped(2.05))
     assert onset == 1.0
     assert samples.shape[0] == round(1.3 * 16000)  # 0.8 s .. 2.1 s
     assert samples[0] == 8 and samples[-1] == 20
@@ -170,7 +170,7 @@ def test_pre_roll_never_reaches_into_the_previous_utterance() -> None:
         cutter.audio(chunk(i / 10, value=i))
     cutter.stopped(SpeechStopped(0.6))
     cutter.started(SpeechStarted(0.8))
-    onset, samples = cutter.stopped(SpeechStopped(0.95))
+    onset, samples, _ = cutter.stopped(SpeechStopped(0.95))
     assert onset == 0.8 and samples[0] == 6 and samples.shape[0] == round(0.4 * 16000)
 
 
@@ -187,8 +187,8 @@ def test_utterances_resample_to_16k() -> None:
     cutter = Utterances(pre_roll=0.0)
     cutter.started(SpeechStarted(0.0))
     cutter.audio(chunk(0.0, seconds=0.5, value=1000, rate=8000))
-    onset, samples = cutter.finish()
-    assert onset == 0.0 and samples.shape[0] == 8000
+    onset, samples, rate = cutter.finish()
+    assert onset == 0.0 and samples.shape[0] == 8000 and rate == 8000  # 8 kHz audio, told so
 
 
 # ---------------------------------------------------------------------------------------------

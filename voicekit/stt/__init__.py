@@ -7,7 +7,9 @@
 * :func:`word_error_rate` — how far a transcript is from what was said.
 
 Each consumes audio plus the speech markers of :func:`voicekit.vad.vad` and yields one final
-transcript per utterance::
+transcript per utterance (what it keeps is bounded: a short pre-roll outside speech, at most
+:data:`MAX_UTTERANCE` seconds of one utterance; audio without a speech marker is never
+transcribed). Audio that arrived at 8 kHz (a phone line) is decoded with :data:`PHONE_OPTIONS`::
 
     import voicekit.audio as vka
     from voicekit import stt, vad
@@ -17,11 +19,15 @@ transcript per utterance::
 """
 
 from ._fake import fake
+from ._utterances import MAX_UTTERANCE
 from ._wer import normalise_words, word_error_rate
-from ._whisper import preload, transcribe, whisper
+from ._whisper import PHONE_OPTIONS, PHONE_RATE, preload, transcribe, whisper
 from .http import openai_stt, transcribe_http
 
 __all__ = [
+    "MAX_UTTERANCE",
+    "PHONE_OPTIONS",
+    "PHONE_RATE",
     "fake",
     "normalise_words",
     "openai_stt",

@@ -64,7 +64,7 @@ async def fake(
         def answer(samples: npt.NDArray[np.int16], rate: int) -> str:
             return next(script, "")
 
-    async def recognize(pcm: npt.NDArray[np.int16]) -> str:
+    async def recognize(pcm: npt.NDArray[np.int16], source_rate: int) -> str:
         text = answer(pcm, RATE)  # in utterance order, before any waiting
         if latency:
             await asyncio.sleep(latency)

@@ -13,7 +13,7 @@ import logging
 import math
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -28,11 +28,17 @@ from ..vad import SpeechPaused
 RATE = 16000
 """The rate utterances are handed to recognisers at."""
 
-Recognize = Callable[[npt.NDArray[np.int16]], Awaitable[str]]
-"""Turns one utterance (mono int16 at 16 kHz, possibly empty) into text ("" for nothing)."""
+Recognize = Callable[[npt.NDArray[np.int16], int], Awaitable[str]]
+"""Turns one utterance into text ("" for nothing): its samples (mono int16 at 16 kHz, possibly
+empty) and the lowest rate its audio arrived at (8000 for a phone line: no sound above 4 kHz)."""
 
-Cut = tuple[float, npt.NDArray[np.int16]]
-"""An utterance: the time its speech began and its samples at 16 kHz."""
+
+class Cut(NamedTuple):
+    """An utterance: when its speech began, its samples at 16 kHz, the lowest rate they came at."""
+
+    onset: float
+    samples: npt.NDArray[np.int16]
+    rate: int
 
 MAX_UTTERANCE = 30.0
 """Seconds an utterance may last before it is cut and recognised in pieces (the default)."""
@@ -81,11 +87,12 @@ class Utterances:
             return []
         pieces: list[Cut] = []
         while chunk.end - self.start >= self.max_secs:
-            samples = self._cut(self.start)[: round(self.max_secs * RATE)]
+            whole = self._cut(self.start)
+            samples = whole.samples[: round(self.max_secs * RATE)]
             piece = samples[: quiet_cut(samples, self.max_secs)]
             if piece.shape[0] == 0:
                 break
-            pieces.append((self.onset, piece))
+            pieces.append(Cut(self.onset, piece, whole.rate))
             self.start += piece.shape[0] / RATE
             self._drop_before(self.start)
             if self.chunks and self.chunks[0].t > self.start:  # a gap in the stream's times
@@ -104,7 +111,7 @@ class Utterances:
         """The utterance in progress as it stands (it stays open): its onset and samples."""
         if self.start is None:
             return None
-        return self.onset, self._cut(self.start)
+        return self._cut(self.start)
 
     def stopped(self, marker: SpeechStopped) -> Cut | None:
         """Close the utterance in progress: its onset and its samples at 16 kHz."""
@@ -113,14 +120,14 @@ class Utterances:
             return None
         start, self.start = self.start, None
         self.floor = marker.t
-        return self.onset, self._cut(start)
+        return self._cut(start)
 
     def finish(self) -> Cut | None:
         """The stream ended: the utterance in progress, if one is (never unmarked audio)."""
         if self.start is None:
             return None
         start, self.start = self.start, None
-        return self.onset, self._cut(start)
+        return self._cut(start)
 
     def _drop_before(self, t: float) -> None:
         """Forget the audio before ``t`` (slicing a long chunk that straddles it)."""
@@ -134,8 +141,8 @@ class Utterances:
                 rest = first.samples[skip:]
                 chunks[0] = AudioChunk(rest, first.rate, first.t + skip / first.rate)
 
-    def _cut(self, start: float) -> npt.NDArray[np.int16]:
-        """Join the buffered audio from ``start`` on, at 16 kHz."""
+    def _cut(self, start: float) -> Cut:
+        """The utterance in progress: the buffered audio from ``start`` on, at 16 kHz."""
         parts: list[npt.NDArray[np.int16]] = []
         group: list[AudioChunk] = []
         for chunk in self.chunks:
@@ -145,7 +152,9 @@ class Utterances:
             group.append(chunk)
         if group:
             parts.append(_join(group, start))
-        return np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        samples = np.concatenate(parts) if parts else np.zeros(0, np.int16)
+        rate = min((c.rate for c in self.chunks if c.end > start), default=RATE)
+        return Cut(self.onset, samples, rate)
 
 
 def quiet_cut(samples: npt.NDArray[np.int16], max_secs: float) -> int:
@@ -211,7 +220,6 @@ async def recognize_utterances(
     pass_audio: bool,
     speculate: bool = False,
     max_utterance: float = MAX_UTTERANCE,
-    guess_with: Recognize | None = None,
 ) -> AsyncIterator[Any]:
     """The body of an STT stage: markers pass through, utterances become Transcripts.
 
@@ -225,8 +233,7 @@ async def recognize_utterances(
     recognising the utterance as it stands; the :class:`SpeechStopped` with the hint's ``t``
     adopts that result (the audio after the hint is the quiet the VAD waited for), and a newer
     hint or a stop with another ``t`` (the speech went on) drops it. Its transcript still comes
-    out only after the stop. ``guess_with`` recognises those guesses instead of ``recognize``
-    (e.g. at a lower priority).
+    out only after the stop.
 
     What is kept is bounded: ``pre_roll`` (plus the lateness of a start marker) outside speech,
     and at most ``max_utterance`` seconds of one utterance (see :class:`Utterances`). Audio that
@@ -242,7 +249,7 @@ async def recognize_utterances(
 
     def submit(cut: Cut | None) -> None:
         if cut is not None:
-            jobs.append((cut[0], asyncio.ensure_future(recognize(cut[1]))))
+            jobs.append((cut.onset, asyncio.ensure_future(recognize(cut.samples, cut.rate))))
 
     async def drop_guess() -> None:
         nonlocal guess
@@ -289,8 +296,8 @@ async def recognize_utterances(
                 await drop_guess()
                 cut = cutter.so_far() if speculate else None
                 if cut is not None:
-                    job = asyncio.ensure_future((guess_with or recognize)(cut[1]))
-                    guess = (item.t, cut[0], job)
+                    job = asyncio.ensure_future(recognize(cut.samples, cut.rate))
+                    guess = (item.t, cut.onset, job)
                 continue
             if isinstance(item, SpeechStarted):
                 cutter.started(item)

@@ -192,7 +192,7 @@ async def openai_stt(
     max_utterance = check_max_utterance(max_utterance)
     http = client if client is not None else new_client()
 
-    async def recognize(pcm: npt.NDArray[np.int16]) -> str:
+    async def recognize(pcm: npt.NDArray[np.int16], source_rate: int) -> str:
         return await transcriber(http, pcm)
 
     try:
@@ -241,7 +241,7 @@ async def transcribe_http(
         options=options,
         what="transcribe_http",
     )
-    pcm = await asyncio.to_thread(_as_pcm16k, audio, rate)
+    pcm, _ = await asyncio.to_thread(_as_pcm16k, audio, rate)
     http = client if client is not None else new_client()
     try:
         return await transcriber(http, pcm)
