@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from servers.audiohook_client import DROP, AudioHookClient, Refused, sign_headers, unmulaw
+from servers.serving import agent_for, serving, voicekit_tasks
 
 import voicekit as vk
 import voicekit.serve
-from servers.audiohook_client import DROP, AudioHookClient, Refused, sign_headers, unmulaw
-from servers.serving import agent_for, serving, voicekit_tasks
 from voicekit.events import AudioChunk, CallEnded, CallStarted, Dtmf, Played
 from voicekit.stt import fake
 from voicekit.transports import agent_call, audiohook, transcriber
@@ -61,6 +61,14 @@ class Bot:
 
     def of(self, kind: type) -> list[Any]:
         return [x for x in self.inbound if isinstance(x, kind)]
+
+
+def signed(host: str) -> AudioHookClient:
+    return AudioHookClient(f"ws://{host}/audiohook", secret=SECRET)
+
+
+def unsigned(host: str) -> AudioHookClient:
+    return AudioHookClient(f"ws://{host}/audiohook", api_key="open-key")
 
 
 def echo(messages: Any) -> list[str]:
@@ -131,15 +139,14 @@ async def test_the_agent_finishing_sends_disconnect_with_action_finished(keys):
                 break  # hear the caller, then be done
 
     application = vk.serve.app(on_call, carrier="audiohook")
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
-            await client.open()
-            disconnected = client.expect("disconnect")
-            streaming = asyncio.create_task(client.stream(tone(2.0), silence(2.0)))
-            message = await asyncio.wait_for(disconnected, 10)
-            record = await client.ended()
-            streaming.cancel()
-            await asyncio.gather(streaming, return_exceptions=True)
+    async with serving(application) as host, signed(host) as client:
+        await client.open()
+        disconnected = client.expect("disconnect")
+        streaming = asyncio.create_task(client.stream(tone(2.0), silence(2.0)))
+        message = await asyncio.wait_for(disconnected, 10)
+        record = await client.ended()
+        streaming.cancel()
+        await asyncio.gather(streaming, return_exceptions=True)
     assert message["parameters"] == {"reason": "completed",
                                      "outputVariables": {"action": "finished"}}
     assert record.violations == [] and record.of("closed")
@@ -150,7 +157,7 @@ async def test_ping_update_discarded_playback_and_error_messages_mid_call(keys):
     bot = Bot([], echo)
     application = vk.serve.app(bot.on_call, carrier="audiohook", on_end=bot.on_end)
     async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
+        async with signed(host) as client:
             await client.open(supportedLanguages=True)
             pong = client.expect("pong")
             await client.send("ping", {"rtt": "PT0.021S"})
@@ -186,15 +193,14 @@ async def test_pause_and_resume_are_asked_by_the_server_and_audio_while_paused_i
                 break
 
     application = vk.serve.app(on_call, carrier="audiohook")
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
-            await client.open()
-            paused = client.expect("pause")
-            streaming = asyncio.create_task(client.stream(tone(1.0), silence(1.0)))
-            await asyncio.wait_for(paused, 5)
-            await streaming
-            closed = await client.close()
-            record = await client.ended()
+    async with serving(application) as host, signed(host) as client:
+        await client.open()
+        paused = client.expect("pause")
+        streaming = asyncio.create_task(client.stream(tone(1.0), silence(1.0)))
+        await asyncio.wait_for(paused, 5)
+        await streaming
+        closed = await client.close()
+        record = await client.ended()
     types = [m["type"] for m in record.messages]
     assert types == ["opened", "pause", "closed"]
     assert record.violations == [] and closed["clientseq"] == client.seq
@@ -224,16 +230,15 @@ async def test_a_transcription_session_sends_transcripts_of_both_channels(keys):
                                on_end=ended.append)
     external = np.concatenate([tone(1.0), silence(2.5)])
     internal = np.concatenate([silence(1.7), tone(1.0, 500), silence(0.8)])
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
-            await client.open()
-            await client.stream(external, internal)
-            for _ in range(100):
-                if len(client.record.of("event")) >= 2:
-                    break
-                await asyncio.sleep(0.05)
-            closed = await client.close()
-            record = await client.ended()
+    async with serving(application) as host, signed(host) as client:
+        await client.open()
+        await client.stream(external, internal)
+        for _ in range(100):
+            if len(client.record.of("event")) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        closed = await client.close()
+        record = await client.ended()
     assert record.violations == [] and closed["parameters"] == {}
     assert record.audio == []  # the monitor never talks
     entities = [e for m in record.of("event") for e in m["parameters"]["entities"]]
@@ -256,11 +261,10 @@ async def test_a_connection_probe_is_answered_and_starts_nothing(keys):
     bot = Bot([], echo)
     application = vk.serve.app(bot.on_call, carrier="audiohook")
     zero = audiohook.NULL_UUID
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
-            opened = await client.open(conversation_id=zero, participant_id=zero)
-            closed = await client.close()
-            record = await client.ended()
+    async with serving(application) as host, signed(host) as client:
+        opened = await client.open(conversation_id=zero, participant_id=zero)
+        closed = await client.close()
+        record = await client.ended()
     assert opened["parameters"]["media"] and closed["type"] == "closed"
     assert record.violations == [] and bot.calls == 0
     assert await voicekit_tasks() == []
@@ -284,7 +288,7 @@ async def test_a_broken_rule_gets_disconnect_error_and_the_call_ends_cleanly(
     bot = Bot([], echo)
     application = vk.serve.app(bot.on_call, carrier="audiohook", on_end=bot.on_end)
     async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
+        async with signed(host) as client:
             await client.open()
             await client.stream(silence(0.1), silence(0.1))
             disconnected = client.expect("disconnect")
@@ -304,7 +308,7 @@ async def test_audio_before_opened_is_dropped(keys):
     bot = Bot([], echo)
     application = vk.serve.app(bot.on_call, carrier="audiohook", on_end=bot.on_end)
     async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
+        async with signed(host) as client:
             await client.stream(tone(0.5), tone(0.5), speed=10)  # before open
             await client.open()
             client.position = 0.0
@@ -401,11 +405,10 @@ async def test_a_key_without_secret_accepts_unsigned_and_no_keys_refuses_to_star
     monkeypatch.setenv("VOICEKIT_AUDIOHOOK_KEYS", "open-key:")
     bot = Bot([], echo)
     application = vk.serve.app(bot.on_call, carrier="audiohook")
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", api_key="open-key") as client:
-            await client.open()
-            await client.close()
-            record = await client.ended()
+    async with serving(application) as host, unsigned(host) as client:
+        await client.open()
+        await client.close()
+        record = await client.ended()
     assert record.violations == []
     monkeypatch.delenv("VOICEKIT_AUDIOHOOK_KEYS")
     with pytest.raises(vk.ConfigError, match="VOICEKIT_AUDIOHOOK_KEYS"):
@@ -428,19 +431,18 @@ async def test_a_429_from_the_client_holds_our_audio_back(keys):
                 break
 
     application = vk.serve.app(on_call, carrier="audiohook")
-    async with serving(application) as host:
-        async with AudioHookClient(f"ws://{host}/audiohook", secret=SECRET) as client:
-            await client.open()
-            loop = asyncio.get_running_loop()
-            while len(client.record.audio) < 4:
-                await asyncio.sleep(0.01)
-            await client.send("error", {"code": 429, "message": "Too many requests",
-                                        "retryAfter": "PT1.5S"})
-            sent_at = loop.time()
-            while len(client.record.audio) < 15 and loop.time() - sent_at < 10:
-                await asyncio.sleep(0.01)
-            await client.close()
-            record = await client.ended()
+    async with serving(application) as host, signed(host) as client:
+        await client.open()
+        loop = asyncio.get_running_loop()
+        while len(client.record.audio) < 4:  # noqa: ASYNC110 - frames, not an event
+            await asyncio.sleep(0.01)
+        await client.send("error", {"code": 429, "message": "Too many requests",
+                                    "retryAfter": "PT1.5S"})
+        sent_at = loop.time()
+        while len(client.record.audio) < 15 and loop.time() - sent_at < 10:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+        await client.close()
+        record = await client.ended()
     after = [t for t in record.audio_at if t > sent_at]
     gaps = np.diff([sent_at, *after])
     # at most one frame already on its way, then nothing for the 1.5 s asked (minus jitter)

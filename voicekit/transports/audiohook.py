@@ -548,10 +548,11 @@ def _encode_audio(state: AudioHookState, chunk: AudioChunk) -> bytes:
 
 def encode(state: AudioHookState, item: Any) -> tuple[AudioHookState, list[WireMessage]]:
     """One outbound item -> messages: :class:`~voicekit.AudioChunk` (8 kHz) -> a binary frame
-    of at least :data:`PACKET_BYTES` (padded with silence; bot mode, while open), :class:`~voicekit.Interrupted` -> ``event`` with a ``barge_in``
-    entity, :class:`EventEntities` -> ``event``, :class:`Pause`/:class:`Resume` ->
-    ``pause``/``resume``, :class:`Disconnect` -> ``disconnect``; :class:`SetOutputVariables`
-    only updates the state. Nothing is sent before ``opened`` or once the session ends."""
+    of at least :data:`PACKET_BYTES` (padded with silence; bot mode, while open),
+    :class:`~voicekit.Interrupted` -> ``event`` with a ``barge_in`` entity,
+    :class:`EventEntities` -> ``event``, :class:`Pause`/:class:`Resume` -> ``pause``/``resume``,
+    :class:`Disconnect` -> ``disconnect``; :class:`SetOutputVariables` only updates the state.
+    Nothing is sent before ``opened`` or once the session ends."""
     if isinstance(item, SetOutputVariables):
         merged = {**state.output_variables, **_strings(item.values)}
         return replace(state, output_variables=FrozenDict(merged)), []
