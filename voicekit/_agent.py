@@ -189,6 +189,7 @@ from .llm.endpoint import Endpoint
 from .ops import Flow, Stage, tap
 from .session import HistoryOption, HistoryWindow, Session
 from .text import sentences, split_sentences
+from .turns import recommended_stop_strategies
 from .turns import turns as make_turns
 from .vad import vad as make_vad
 
@@ -1228,11 +1229,12 @@ def voice_agent(
     """The whole pipeline from caller audio to reply audio: ``vad | stt | turns | agent``.
 
     ``vad`` defaults to :func:`voicekit.vad.vad` (Silero), ``turns`` to
-    :func:`voicekit.turns.turns`; ``options`` go to :func:`agent`. Give the STT
-    ``pass_audio=True`` when the turn detector needs the audio too.
+    :func:`voicekit.turns.turns` with :func:`~voicekit.turns.recommended_stop_strategies`
+    (Smart Turn v3 when ``voicekit[turn]`` is installed); ``options`` go to :func:`agent`.
+    Give the STT ``pass_audio=True``: the turn detector needs the audio too.
     """
     if vad is None:
         vad = make_vad()
     if turns is None:
-        turns = make_turns()
+        turns = make_turns(stop=recommended_stop_strategies())
     return vad | stt | turns | agent(llm=llm, tts=tts, session=session, **options)

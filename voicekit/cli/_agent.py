@@ -44,7 +44,7 @@ from ..stt._whisper import WhisperSettings
 from ..stt.http import resolve_endpoint
 from ..tts import openai_tts, piper, xai_tts
 from ..tts._piper import PiperSettings
-from ..turns import turns
+from ..turns import recommended_stop_strategies, turns
 from ..vad import vad
 from ._latency import LatencyProbe, TurnLatency, paced_audio
 from ._llm import add_llm_options, failure_hint, resolve_cli_llm
@@ -327,7 +327,7 @@ def pipeline(
         | probe.after_vad
         | engines.stt
         | probe.after_stt
-        | (turns_stage or turns())
+        | (turns_stage or turns(stop=recommended_stop_strategies()))
         | probe.after_turns
         | bot
         | probe.after_agent
