@@ -181,9 +181,37 @@ def use_old_compute(path: str) -> None:
     vad_module.run_inference = run
 
 
+WAITS: dict[str, list[float]] = {}
+"""Seconds each model call waited before a thread took it, by priority name."""
+
+
+def watch_queue() -> None:
+    """Note how long each model call waits before it starts (the old design's too)."""
+    inner = _compute.run
+
+    async def run(
+        fn: Callable[..., Any], *args: Any, priority: Any = _compute.Priority.LATER
+    ) -> Any:
+        queued = time.perf_counter()
+
+        def timed(*a: Any) -> Any:
+            WAITS.setdefault(_compute.Priority(priority).name, []).append(
+                time.perf_counter() - queued
+            )
+            return fn(*a)
+
+        return await inner(timed, *args, priority=priority)
+
+    patched: Any = _compute
+    patched.run = run
+    vad_module: Any = voicekit.vad
+    vad_module.run_inference = run
+
+
 async def main(args: argparse.Namespace) -> None:
     if args.old_compute:
         use_old_compute(args.old_compute)
+    watch_queue()
     hogs = [multiprocessing.Process(target=_spin, daemon=True) for _ in range(args.busy)]
     for hog in hogs:
         hog.start()
@@ -297,6 +325,13 @@ async def _run(args: argparse.Namespace) -> None:
     for clip, turn, _, _ in rows:
         if wer(clip.text, turn.text) > 0:
             print(f"  misheard: {clip.text!r} → {turn.text!r}")
+    if WAITS:
+        print("  wait for a thread, by priority (median / p90, seconds; calls):")
+        for name, waited in sorted(WAITS.items(), key=lambda kv: _compute.Priority[kv[0]]):
+            print(
+                f"    {name:<12}{statistics.median(waited):6.3f}  {percentile(waited, 90):6.3f}"
+                f"  ({len(waited)})"
+            )
     median = statistics.median(totals) if totals else float("nan")
     p90 = percentile(totals, 90) if totals else float("nan")
     print(
@@ -304,9 +339,15 @@ async def _run(args: argparse.Namespace) -> None:
         f"workers={_compute.workers()} model_threads={_compute.model_threads()} "
         f"turns={len(totals)}/{len(rows)} median={median:.2f} p90={p90:.2f} "
         f"cores_busy={cores_busy:.2f} cpu_per_turn={cpu / max(1, len(rows)):.2f} "
+        f"wait_transcript_p90={_p90(WAITS.get('TRANSCRIPT'))} "
+        f"wait_first_audio_p90={_p90(WAITS.get('FIRST_AUDIO'))} "
         f"load={os.getloadavg()[0]:.1f}",
         flush=True,
     )
+
+
+def _p90(values: list[float] | None) -> str:
+    return f"{percentile(values, 90):.2f}" if values else "-"
 
 
 def _line(label: str, values: list[float]) -> None:
