@@ -36,6 +36,7 @@ class CommSocket:
         self._send = send
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.application_state = SimpleNamespace(name="CONNECTED")
+        self.last_audio = 0.0  # the event loop's time of the latest audio sent to the browser
 
     def put(self, content: Any, buffers: Sequence[Any]) -> None:
         """A message from the browser (the comm's handler calls this)."""
@@ -55,6 +56,7 @@ class CommSocket:
         self._send({"text": text})
 
     async def send_bytes(self, data: bytes) -> None:
+        self.last_audio = asyncio.get_running_loop().time()
         self._send({"audio": True}, [data])
 
     async def close(self, code: int = 1000) -> None:
@@ -113,9 +115,14 @@ def _widget_class() -> Any:
     return TalkWidget
 
 
+_QUIET = 3.0  # the scripted caller hangs up once the agent has been quiet this long
+_LONGEST = 60.0  # …or this long after its audio ended
+
+
 def _scripted(audio: Any) -> Any:
     """A scripted caller in place of the microphone: ``audio`` (a file, ``(samples, rate)`` or
-    a flow of chunks) as 20 ms frames in real time, then ``stop``."""
+    a flow of chunks) as 20 ms frames in real time, then silence until the agent has answered
+    and said nothing for ``_QUIET`` seconds (at most ``_LONGEST``), then ``stop``."""
 
     async def frames(sock: CommSocket) -> None:
         sock.put({"text": json.dumps({"type": "start", "events": True})}, [])
@@ -131,9 +138,20 @@ def _scripted(audio: Any) -> Any:
         samples = np.asarray(samples, np.int16)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        for k, i in enumerate(range(0, samples.shape[0], 320)):
+        frames = [samples[i : i + 320] for i in range(0, samples.shape[0], 320)]
+        silence = np.zeros(320, "<i2").tobytes()
+        k = 0
+        while True:
             await asyncio.sleep(max(0.0, start + k * 0.02 - loop.time()))
-            sock.put({"audio": True}, [samples[i : i + 320].astype("<i2").tobytes()])
+            if k < len(frames):
+                sock.put({"audio": True}, [frames[k].astype("<i2").tobytes()])
+            else:
+                now, ended = loop.time(), start + len(frames) * 0.02
+                answered = sock.last_audio > ended
+                if (answered and now - sock.last_audio > _QUIET) or now - ended > _LONGEST:
+                    break
+                sock.put({"audio": True}, [silence])
+            k += 1
         sock.put({"text": json.dumps({"type": "stop"})}, [])
 
     return frames
@@ -153,8 +171,8 @@ def talk(
     noise suppression on) and acknowledges each sentence played, so each Session's history
     holds what you heard. Calls run in the kernel's event loop, one at a time, until
     :meth:`Talk.stop`. ``audio`` (a file, ``(samples, 16000)`` or a flow of chunks) is played
-    as a scripted caller in place of the microphone, in real time, then the call ends: a
-    notebook runs that way offline and unattended. ``lead``: how far the reply runs ahead of
+    as a scripted caller in place of the microphone, in real time; it hangs up once the agent
+    has answered and been quiet for 3 s (or after a minute): a notebook runs that way offline and unattended. ``lead``: how far the reply runs ahead of
     real time. ``widget``: anything with ``send(content, buffers)`` and ``on_msg(handler)``
     in place of the anywidget (tests drive the front end through it).
     """
