@@ -172,8 +172,8 @@ def talk(
     holds what you heard. Calls run in the kernel's event loop, one at a time, until
     :meth:`Talk.stop`. ``audio`` (a file, ``(samples, 16000)`` or a flow of chunks) is played
     as a scripted caller in place of the microphone, in real time; it hangs up once the agent
-    has answered and been quiet for 3 s (or after a minute): a notebook runs that way offline and unattended. ``lead``: how far the reply runs ahead of
-    real time. ``widget``: anything with ``send(content, buffers)`` and ``on_msg(handler)``
+    has answered and been quiet for 3 s (or after a minute): a notebook runs that way offline
+    and unattended. ``lead``: how far the reply runs ahead of real time. ``widget``: anything with ``send(content, buffers)`` and ``on_msg(handler)``
     in place of the anywidget (tests drive the front end through it).
     """
     if widget is None:

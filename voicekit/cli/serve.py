@@ -174,7 +174,8 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         began.pop(session.call_id, None)
 
     inner = app(
-        on_call, None if page else args.carrier, public_url=args.public_url, max_calls=args.max_calls,
+        on_call, None if page else args.carrier, public_url=args.public_url,
+        max_calls=args.max_calls,
         dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
     )
     state = inner.state.voicekit

@@ -44,8 +44,8 @@ from typing import Any
 import numpy as np
 
 from .._errors import AudioError, ProtocolError
-from .._metrics import TurnMetrics
 from .._frozen import FrozenDict
+from .._metrics import TurnMetrics
 from ..events import (
     AudioChunk,
     CallEnded,
