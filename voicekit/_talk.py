@@ -106,7 +106,7 @@ def _widget_class() -> Any:
         raise ConfigError("voicekit.notebook.talk needs anywidget: "
                           "pip install 'voicekit[notebook]'") from exc
 
-    class TalkWidget(anywidget.AnyWidget):  # type: ignore[misc]
+    class TalkWidget(anywidget.AnyWidget):
         _esm = traitlets.Unicode(source("widget.js")).tag(sync=True)
         _audio_js = traitlets.Unicode(source("audio.js")).tag(sync=True)
         _capture_js = traitlets.Unicode(source("capture-worklet.js")).tag(sync=True)
@@ -173,8 +173,9 @@ def talk(
     :meth:`Talk.stop`. ``audio`` (a file, ``(samples, 16000)`` or a flow of chunks) is played
     as a scripted caller in place of the microphone, in real time; it hangs up once the agent
     has answered and been quiet for 3 s (or after a minute): a notebook runs that way offline
-    and unattended. ``lead``: how far the reply runs ahead of real time. ``widget``: anything with ``send(content, buffers)`` and ``on_msg(handler)``
-    in place of the anywidget (tests drive the front end through it).
+    and unattended. ``lead``: how far the reply runs ahead of real time. ``widget``: anything
+    with ``send(content, buffers)`` and ``on_msg(handler)`` in place of the anywidget (tests
+    drive the front end through it).
     """
     if widget is None:
         widget = _widget_class()()
