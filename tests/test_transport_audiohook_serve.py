@@ -128,7 +128,8 @@ async def test_a_stereo_audio_connector_call_with_barge_in_dtmf_and_transfer(key
     assert session.caller == "+13175550000" and "+1317" not in repr(session)
     messages = session.messages_json()
     assert messages[0] == {"role": "user", "content": "tell me everything"}
-    assert messages[1].get("interrupted") is True
+    assert messages[1].get("interrupted") is True  # heard only as far as the send clock played
+    assert 0 < len(messages[1]["content"]) < len("".join(long).strip()) / 2
     assert await voicekit_tasks() == []
 
 
@@ -181,14 +182,15 @@ async def test_ping_update_discarded_playback_and_error_messages_mid_call(keys):
 
 async def test_pause_and_resume_are_asked_by_the_server_and_audio_while_paused_is_dropped(keys):
     heard: list[float] = []
+    asked: list[bool] = []
 
     async def on_call(call: Any) -> None:
         async for item in call.inbound:
             if isinstance(item, AudioChunk):
                 heard.append(item.duration)
-                if sum(heard) >= 0.3 and len(heard) < 1000:
+                if sum(heard) >= 0.3 and not asked:
                     await call.send(audiohook.Pause())
-                    heard.append(1000.0)  # asked once
+                    asked.append(True)
             elif isinstance(item, CallEnded):
                 break
 
@@ -204,7 +206,7 @@ async def test_pause_and_resume_are_asked_by_the_server_and_audio_while_paused_i
     types = [m["type"] for m in record.messages]
     assert types == ["opened", "pause", "closed"]
     assert record.violations == [] and closed["clientseq"] == client.seq
-    got = sum(h for h in heard if h < 1000)
+    got = sum(heard)
     assert 0.3 <= got < 0.9  # what came after the client said paused was dropped
     assert await voicekit_tasks() == []
 

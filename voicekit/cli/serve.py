@@ -33,9 +33,10 @@ __all__ = ["add_parser", "make_app", "run"]
 
 _OPTIONS = "VOICEKIT_SERVE_OPTIONS"
 _log = logging.getLogger("voicekit.serve")
-CARRIERS = ("twilio", "telnyx", "plivo", "none")
+CARRIERS = ("twilio", "telnyx", "plivo", "audiohook", "none")
 SECRETS = {
-    "twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY", "plivo": "PLIVO_AUTH_TOKEN"
+    "twilio": "TWILIO_AUTH_TOKEN", "telnyx": "TELNYX_PUBLIC_KEY", "plivo": "PLIVO_AUTH_TOKEN",
+    "audiohook": "VOICEKIT_AUDIOHOOK_KEYS",
 }
 """The environment variable holding each carrier's signing secret (never printed)."""
 WS_MAX_SIZE = 256 * 1024
@@ -82,6 +83,10 @@ def add_parser(subparsers: Any) -> None:
                        "%(default)s)")
     group.add_argument("--dev", action="store_true",
                        help="turn the signature and token checks off (loopback --host only)")
+    group.add_argument("--audiohook-mode", choices=("bot", "monitor"), default="bot",
+                       help="with --carrier audiohook (Genesys, WS /audiohook): bot = the agent "
+                       "answers the caller (Audio Connector); monitor = transcribe both channels "
+                       "and send the transcripts back (default: %(default)s)")
     add_agent_options(parser)
     parser.set_defaults(func=run)
 
@@ -154,8 +159,10 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
 
     page = args.carrier == "none"
 
-    async def on_call(call: Any) -> None:
+    async def on_call(call: Any) -> Any:
         (eng,) = engines
+        if args.carrier == "audiohook":
+            return await _audiohook_call(eng, call, getattr(args, "audiohook_mode", "bot"))
         bot = voice_agent(
             llm=eng.llm, tts=eng.tts, stt=eng.stt, session=call.session, system=eng.system,
             tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
@@ -177,6 +184,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         on_call, None if page else args.carrier, public_url=args.public_url,
         max_calls=args.max_calls,
         dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
+        mode=getattr(args, "audiohook_mode", "bot"),
     )
     state = inner.state.voicekit
 
@@ -233,3 +241,21 @@ def _drain_on_sigterm(state: Any, deadline: float) -> None:
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+async def _audiohook_call(eng: Any, call: Any, mode: str) -> Any:
+    """A Genesys AudioHook session: the agent answers (bot; the caller's 0 asks for a
+    transfer), or both channels are transcribed and sent back (monitor)."""
+    from ..transports import agent_call, transcriber
+    from ..vad import vad
+
+    if mode == "monitor":
+        return await transcriber(lambda: eng.stt, vad=vad)(call)
+
+    def agent(session: Session) -> Any:
+        return voice_agent(
+            llm=eng.llm, tts=eng.tts, stt=eng.stt, session=session, system=eng.system,
+            tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
+        )
+
+    return await agent_call(agent)(call)

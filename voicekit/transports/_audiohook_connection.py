@@ -27,7 +27,7 @@ from typing import Any
 
 from .._errors import ProtocolError
 from .._secrets import redact
-from ..events import CallStarted
+from ..events import CallStarted, Interrupted, Mark, Played
 from ..ops import Flow
 from ..session import Session
 from ._codec import Codec, WireMessage
@@ -60,12 +60,37 @@ class _OrderedSocket(_Socket):
 
 class _Packets(_Outbound):
     """The outbound side, in whole packets: never a short frame because the line runs dry (a
-    sentence's end and the reply's end still go out, padded with silence by the codec)."""
+    sentence's end and the reply's end still go out, padded with silence by the codec).
 
-    __slots__ = ()
+    Genesys acknowledges no audio, and plays what it gets in real time: a
+    :class:`~voicekit.Mark` comes back inbound as :class:`~voicekit.Played` when the audio
+    before it has played by our send clock; an ``Interrupted`` drops the marks still pending."""
+
+    __slots__ = ("_marks", "_played")
+
+    def __init__(self, codec: Codec[Any], state: _Cell, socket: _Socket, lead: float,
+                 played: Callable[[Any], None]) -> None:
+        super().__init__(codec, state, socket, lead)
+        self._played = played
+        self._marks: list[asyncio.TimerHandle] = []
 
     def _starving(self) -> bool:
         return False
+
+    async def _emit(self, item: Any) -> None:
+        if isinstance(item, Mark):
+            loop = asyncio.get_running_loop()
+            at = max(self._play_end, loop.time())
+            self._marks.append(loop.call_at(at, self._played, Played(item.name, self.sent_audio)))
+            return
+        if isinstance(item, Interrupted):
+            self.cancel_marks()
+        await super()._emit(item)
+
+    def cancel_marks(self) -> None:
+        for handle in self._marks:
+            handle.cancel()
+        self._marks.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,7 +266,7 @@ async def run_session(
     inbound.put(started)
     for event in early:
         inbound.put(event)
-    outbound = _Packets(codec, protocol.cell, socket, lead)
+    outbound = _Packets(codec, protocol.cell, socket, lead, inbound.put)
     session = Session(call_id=started.call_id, caller=started.caller or None,
                       callee=started.callee or None)
     call = AudioHookCall(Flow(inbound.items()), outbound.consume, session, started,
@@ -281,6 +306,7 @@ async def run_session(
         for task in (running, receiving):
             task.cancel()
         outcome = await asyncio.gather(running, receiving, return_exceptions=True)
+        outbound.cancel_marks()
         result = outcome[0]
         if socket.usable() and protocol.state.phase in ("open", "paused"):
             variables = dict(output_variables or {"action": "finished"})

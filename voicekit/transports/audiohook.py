@@ -386,7 +386,7 @@ def _open(state: AudioHookState, params: Mapping[str, Any]) -> tuple[AudioHookSt
             CallStarted(
                 call_id=conversation,
                 carrier="audiohook",
-                acknowledges=False,
+                acknowledges=True,  # marks come back as Played by the send clock
                 t=state.position,
                 caller=str(participant.get("ani", "") or ""),
                 callee=str(participant.get("dnis", "") or ""),
