@@ -131,3 +131,14 @@ async def test_a_transcription_session_with_whisper():
         assert "weather" in text or "time" in text or len(text.split()) >= 3, text
     inner = next(d for d in data if d["channel"] == "internal")
     assert float(inner["offset"][2:-1]) > 2.5  # on the position clock: after the first turn
+
+
+async def test_without_keys_it_does_not_start_and_names_the_variable():
+    env = {k: v for k, v in os.environ.items() if k != "VOICEKIT_AUDIOHOOK_KEYS"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicekit.cli", "serve", "--carrier", "audiohook", env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+    assert process.returncode == 2
+    assert b"VOICEKIT_AUDIOHOOK_KEYS" in err

@@ -109,6 +109,12 @@ def app(
     ``<Stream>`` XML; ``X-Plivo-Signature-V3`` checked with ``PLIVO_AUTH_TOKEN``) and
     ``WS /plivo/media``. See :mod:`voicekit.transports.telnyx` and ``…plivo``.
 
+    ``carrier="audiohook"``: ``WS /audiohook`` (Genesys AudioHook; ``X-API-KEY`` and the
+    request signature checked against ``VOICEKIT_AUDIOHOOK_KEYS`` before the upgrade); ``mode``
+    is ``"bot"`` (Audio Connector: ``on_call`` answers, see
+    :func:`voicekit.transports.agent_call`) or ``"monitor"`` (``on_call`` transcribes, see
+    :func:`voicekit.transports.transcriber`).
+
     ``carrier=None``: no phone routes (and no carrier credentials needed); ``GET /`` is the page
     to talk to the agent from a browser (:mod:`voicekit.web`, its files at ``/static/``), which
     calls ``/ws`` with the token given in its address (``/#token=…``).
