@@ -27,7 +27,7 @@ export async function openAudio(urls, { onFrame, onLevel, onPlayed, onCleared, o
   playback.port.onmessage = (event) => {
     const data = event.data;
     if (data.played !== undefined && data.cleared === undefined) { if (onPlayed) onPlayed(data.played); }
-    else if (data.cleared !== undefined) { if (onCleared) onCleared(data.cleared); }
+    else if (data.cleared !== undefined) { if (onCleared) onCleared(data.cleared, data.played); }
     else if (data.stats && onStats) onStats(data.stats);
   };
   source.connect(capture);
@@ -60,7 +60,11 @@ export async function openAudio(urls, { onFrame, onLevel, onPlayed, onCleared, o
 export async function startCall(channel, urls, { on = () => {}, start = {}, stream = null,
   prebuffer = 0.06 } = {}) {
   const sentences = new Map(); // mark name -> sentence text
-  const report = { played: [], cleared: [], frames: 0, received: 0 };
+  // what happened, for tests and the curious: marks played, samples dropped at each clear and
+  // how long the flush took (ms from the clear's arrival to the worklet's answer)
+  const report = { played: [], cleared: [], flushMs: [], playedAtClear: [], frames: 0,
+    received: 0 };
+  let clearAt = 0;
   let open = true;
   channel.send(JSON.stringify({ type: "start", acks: true, events: true, ...start }));
   const audio = await openAudio(urls, {
@@ -73,7 +77,12 @@ export async function startCall(channel, urls, { on = () => {}, start = {}, stre
       on({ type: "spoken", name, text: sentences.get(name) || "" });
       sentences.delete(name);
     },
-    onCleared(samples) { report.cleared.push(samples); on({ type: "cleared", samples }); },
+    onCleared(samples, played) {
+      report.cleared.push(samples);
+      report.playedAtClear.push(played);
+      report.flushMs.push(performance.now() - clearAt);
+      on({ type: "cleared", samples });
+    },
     onStats(stats) { report.stats = stats; on({ type: "stats", ...stats }); },
   });
   function receive(message) {
@@ -87,6 +96,7 @@ export async function startCall(channel, urls, { on = () => {}, start = {}, stre
       sentences.set(data.name, data.text || "");
       audio.mark(data.name);
     } else if (data.type === "clear") {
+      clearAt = performance.now();
       audio.clear();
     }
     on(data);
