@@ -16,9 +16,14 @@ microphone, and a hop costs a few milliseconds.
 
 Several inferences now run at once, so each model gets fewer threads of its own:
 :func:`model_threads` (cores / workers, at least 1; ``VOICEKIT_MODEL_THREADS`` to change it) is
-what Whisper (CTranslate2 ``cpu_threads``) and Piper (onnxruntime intra-op threads) are loaded
-with. On 2 cores, two one-thread inferences side by side beat one two-thread inference at a
-time once sessions overlap, and cost little when they do not (figures: bench/voice_to_voice.py).
+what Whisper (CTranslate2 ``cpu_threads``, one replica per worker) and Piper (onnxruntime
+intra-op threads) are loaded with, so a full pool never runs more model threads than cores.
+Measured on 2 cores shared with other jobs (bench/inference_threads.py, load average 6): a
+Whisper call and a Piper sentence at once finish after 1.62 s with one thread each and 2.14 s
+with two each (0.98 s and 1.29 s of CPU); alone, two threads save Whisper about a fifth and
+Piper nothing. The old design ran one inference at a time because STT and TTS at once, two
+threads each, slowed both (1.93 s and 2.41 s against 0.73 s and 0.86 s alone): that was this
+oversubscription, which one thread per model avoids.
 
 Models are loaded by :func:`load_once`: lazily, once per process and key, thread-safe, with a line
 on stderr the first time (a load takes seconds). Loading does not use the pool.
