@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -90,7 +91,8 @@ def _piper(text: str) -> npt.NDArray[np.int16]:
         chunks = await piper([text], rate=RATE, deterministic=True).list()
         return np.concatenate([c.samples for c in chunks])
 
-    return asyncio.run(speak())
+    with ThreadPoolExecutor(1) as thread:  # its own event loop, even under a running one
+        return thread.submit(asyncio.run, speak()).result()
 
 
 def _espeak(ssml: str) -> npt.NDArray[np.int16]:
