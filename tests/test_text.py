@@ -17,6 +17,7 @@ from voicekit.ops import Flow, Stage
 from voicekit.text import (
     TERMINATORS,
     SentenceSplitter,
+    _is_closer,
     clean_for_speech,
     sentences,
     split_sentences,
@@ -37,6 +38,21 @@ def feed(pieces: list[str], **options) -> list[str]:
 def cut(text: str, cuts: list[int]) -> list[str]:
     bounds = [0, *sorted(set(cuts)), len(text)]
     return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
+def at_terminator(prefix: str) -> bool:
+    """Whether ``prefix`` ends with a terminator run (closers and white space after it allowed):
+    where an eager splitter may bet that the sentence ends (see "Releasing at once")."""
+    rest = prefix.rstrip()
+    while rest and _is_closer(rest[-1]) and rest[-1] not in TERMINATORS:
+        rest = rest[:-1]
+    return bool(rest) and rest[-1] in TERMINATORS
+
+
+def unbet(text: str, cuts: list[int]) -> list[int]:
+    """``cuts`` without those where an eager splitter bets: with these, the sentences must be
+    the same whatever the pieces, eager or not."""
+    return [c for c in cuts if not at_terminator(text[:c])]
 
 
 def squash(text: str) -> str:
@@ -352,7 +368,9 @@ def test_output_does_not_depend_on_token_boundaries(case: tuple[str, list[int]])
     whole = split_sentences(text)
     assert feed([text]) == whole
     assert feed(list(text)) == whole
-    assert feed(cut(text, cuts)) == whole
+    assert feed(cut(text, cuts), eager=False) == whole
+    # eager: the same unless a piece ends right at a terminator (the bet)
+    assert feed(cut(text, unbet(text, cuts))) == whole
 
 
 @settings(max_examples=100, deadline=None)
@@ -361,7 +379,8 @@ def test_long_texts_do_not_depend_on_token_boundaries(text: str, data: st.DataOb
     # long enough that the splitter's internal buffer is trimmed many times over
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=len(text) // 3))
     whole = split_sentences(text)
-    assert feed(cut(text, cuts)) == whole
+    assert feed(cut(text, cuts), eager=False) == whole
+    assert feed(cut(text, unbet(text, cuts))) == whole
     assert feed(list(text)) == whole
 
 
@@ -369,8 +388,9 @@ def test_long_texts_do_not_depend_on_token_boundaries(text: str, data: st.DataOb
 @given(text_and_cuts(), st.integers(0, 40))
 def test_min_first_chars_properties(case: tuple[str, list[int]], minimum: int) -> None:
     text, cuts = case
-    out = feed(cut(text, cuts), min_first_chars=minimum)
+    out = feed(cut(text, unbet(text, cuts)), min_first_chars=minimum)
     assert out == split_sentences(text, min_first_chars=minimum)
+    assert feed(cut(text, cuts), min_first_chars=minimum, eager=False) == out
     assert squash("".join(out)) == squash(text)
     if len(out) > 1:
         assert len(out[0]) >= minimum
@@ -422,7 +442,13 @@ templates = st.sampled_from(
 def test_never_split_inside_numbers_emails_urls(template, thing, before, after, data) -> None:
     text = template.format(thing=thing, before=" ".join(before), after=" ".join(after))
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=len(text)))
-    for out in (split_sentences(text), feed(list(text)), feed(cut(text, cuts))):
+    eager_cuts = unbet(text, cuts)  # a cut right after "example." is the eager bet, lost
+    for out in (
+        split_sentences(text),
+        feed(list(text)),
+        feed(cut(text, eager_cuts)),
+        feed(cut(text, cuts), eager=False),
+    ):
         assert any(thing in sentence for sentence in out), (text, out)
 
 
@@ -463,13 +489,27 @@ TIMING_TEXTS = [
 ]
 
 
+def eager_ok(prefix: str) -> None:
+    """What an eager splitter released after ``prefix``: what is certain, plus at most the
+    sentence the prefix ends with when it ends at a terminator — the one that a continuation
+    starting a new sentence ("The end.") gives."""
+    sure, got = certain(prefix), released(prefix)
+    if got == sure:
+        return
+    assert at_terminator(prefix), (prefix, got, sure)
+    assert got == split_sentences(prefix + " The end.")[: len(sure) + 1], (prefix, got, sure)
+    assert got == split_sentences(prefix)[: len(sure) + 1], (prefix, got, sure)
+
+
 @pytest.mark.parametrize("text", TIMING_TEXTS)
 def test_released_exactly_when_certain(text: str) -> None:
-    # After every prefix, what the splitter has released is exactly what no continuation can
-    # change: nothing early (it is never taken back) and nothing late.
+    # After every prefix, what a splitter that never bets (eager=False) has released is
+    # exactly what no continuation can change: nothing early (it is never taken back) and
+    # nothing late. The eager splitter releases that, or one sentence more where it bets.
     for end in range(len(text) + 1):
         prefix = text[:end]
-        assert released(prefix) == certain(prefix), repr(prefix)
+        assert released(prefix, eager=False) == certain(prefix), repr(prefix)
+        eager_ok(prefix)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -477,12 +517,13 @@ def test_released_exactly_when_certain(text: str) -> None:
 def test_released_exactly_when_certain_random(text: str) -> None:
     for end in range(len(text) + 1):
         prefix = text[:end]
-        assert released(prefix) == certain(prefix), repr(prefix)
+        assert released(prefix, eager=False) == certain(prefix), repr(prefix)
+        eager_ok(prefix)
 
 
-def test_release_timing_table() -> None:
+def test_release_timing_table_without_bets() -> None:
     pieces = ["Hello", ".", " How", " are", " you", "?", " Fine", ".", " 你好。", "再见"]
-    snapshots, out = asyncio.run(drive(pieces))
+    snapshots, out = asyncio.run(drive(pieces, eager=False))
     new = [snapshots[k + 1][len(snapshots[k]) :] for k in range(len(pieces))]
     assert new == [
         [],  # Hello
@@ -499,14 +540,74 @@ def test_release_timing_table() -> None:
     assert out == ["Hello.", "How are you?", "Fine.", "你好。", "再见"]
 
 
+def test_release_timing_table_eager() -> None:
+    # The default: a sentence is released with the token that completes it when its end is
+    # unambiguous; only the ambiguous ones wait for the next token.
+    pieces = ["Hello", ".", " It", " costs", " $3", ".", " Dr", ".", " Smith", " asks", "?",
+              ' "Yes', '."', " See", " example", ".com", " or", " the", " U.S", ".", " Then",
+              " 你好。", "１．", "５"]  # fmt: skip
+    snapshots, out = asyncio.run(drive(pieces))
+    new = [snapshots[k + 1][len(snapshots[k]) :] for k in range(len(pieces))]
+    assert new == [
+        [],  # Hello
+        ["Hello."],  # .          a plain word: at once
+        [], [], [],
+        [],  # .          "$3." may be "$3.50"
+        ["It costs $3."],  # Dr
+        [],  # .          "Dr." never ends a sentence
+        [], [],
+        ["Dr. Smith asks?"],  # ?
+        [],  # "Yes
+        ['"Yes."'],  # ."         the quote is closed
+        [], [],
+        [],  # .com       a tokenizer sends ".com" whole: no bet there
+        [], [], [],
+        [],  # .          "U.S." is an initialism: "the U.S. Army" goes on
+        [],  # Then       the whole word is needed ("Thence" would go on)
+        ["See example.com or the U.S.", "Then 你好。"],  # "Then" opens a sentence; 。 at once
+        [],  # １．        may be "１．５"
+        [],  # ５
+    ]  # fmt: skip
+    assert out == [
+        "Hello.", "It costs $3.", "Dr. Smith asks?", '"Yes."', "See example.com or the U.S.",
+        "Then 你好。", "１．５",
+    ]  # fmt: skip
+    assert out == split_sentences("".join(pieces))
+
+
+def test_eager_bets_and_waits() -> None:
+    bets = ["Sure, I can help.", "Done!", "Why?", "I don't know.", "It's well-known.",
+            "He said \"hi.\"", "(See the note.)", "**Done.**", "Really?!", "我很好。",
+            "Sure, I can help. "]  # fmt: skip
+    for text in bets:
+        assert SentenceSplitter().push(text) == [text.strip()], text
+    waits = ["It costs $3.", "Call me at 5.", "I met Dr.", "Apples, pears, etc.", "See No.",
+             "Meet J.", "The U.S.", "In Jan.", "Wait...", "Hmm…", "I came;", 'He said "hi.',
+             "(See the note.", "**Done.", "Go to /a?", "https://x.io/#!", "iv.", "１．",
+             "Is it example.com?"]  # fmt: skip
+    for text in waits:
+        assert SentenceSplitter().push(text) == [], text
+        # and the next word decides, as the text rules say
+        later = text + " The end"
+        assert SentenceSplitter().push(later) == split_sentences(later)[:-1], text
+    # a character-by-character source gets no bet: "example." then "com"
+    splitter = SentenceSplitter()
+    assert [s for c in "Visit example.com now." for s in splitter.push(c)] == []
+    assert splitter.flush() == ["Visit example.com now."]
+    # with eager=False a full stop always waits for the next character
+    assert SentenceSplitter(eager=False).push("Sure, I can help.") == []
+    with pytest.raises(ConfigError, match="eager"):
+        SentenceSplitter(eager=1)  # type: ignore[arg-type]
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text_and_cuts())
 def test_stage_yields_each_sentence_before_reading_the_next_token(case) -> None:
     text, cuts = case
     pieces = [p for p in cut(text, cuts) if p]
-    snapshots, out = asyncio.run(drive(pieces))
+    snapshots, out = asyncio.run(drive(pieces, eager=False))
     for k, snapshot in enumerate(snapshots):
-        assert snapshot == released("".join(pieces[:k]))
+        assert snapshot == released("".join(pieces[:k]), eager=False)
     assert out == split_sentences(text)
 
 
@@ -515,9 +616,16 @@ def test_stage_yields_each_sentence_before_reading_the_next_token(case) -> None:
 def test_stage_timing_with_tokens(text: str, data: st.DataObject) -> None:
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=len(text)))
     pieces = [p for p in cut(text, cuts) if p]
-    snapshots, out = asyncio.run(drive([Token(p) for p in pieces]))
+    snapshots, out = asyncio.run(drive([Token(p) for p in pieces], eager=False))
     for k, snapshot in enumerate(snapshots):
         assert snapshot == [Sentence(s) for s in certain("".join(pieces[:k]))]
+    assert out == [Sentence(s) for s in split_sentences(text)]
+    # eager: never later than that, and the same sentences when no piece ends at a terminator
+    pieces = [p for p in cut(text, unbet(text, cuts)) if p]
+    snapshots, out = asyncio.run(drive([Token(p) for p in pieces]))
+    for k, snapshot in enumerate(snapshots):
+        sure = [Sentence(s) for s in certain("".join(pieces[:k]))]
+        assert snapshot[: len(sure)] == sure
     assert out == [Sentence(s) for s in split_sentences(text)]
 
 
@@ -625,11 +733,11 @@ def test_min_first_chars_counts_newline_breaks_too() -> None:
 
 def test_splitter_is_reusable_after_flush_and_reset() -> None:
     splitter = SentenceSplitter(min_first_chars=4)
-    assert splitter.push("Hi. Ok. Yes. ") == ["Hi. Ok."]
-    assert splitter.flush() == ["Yes."]
-    assert splitter.push("Hi. Ok. ") == []  # the minimum applies again
+    assert splitter.push("Hi. Ok. Yes") == ["Hi. Ok."]
+    assert splitter.flush() == ["Yes"]
+    assert splitter.push("Hi. Ok") == []  # the minimum applies again: "Hi." is too short
     splitter.reset()
-    assert splitter.push("Yo. ") == [] and splitter.flush() == ["Yo."]
+    assert splitter.push("Yo") == [] and splitter.flush() == ["Yo"]
     with pytest.raises(TypeError):
         splitter.push(Token("x"))  # type: ignore[arg-type]
 
@@ -815,7 +923,8 @@ def test_bounded_output_does_not_depend_on_token_boundaries(case, clause, cap) -
     whole = split_sentences(text, **options)
     assert feed([text], **options) == whole
     assert feed(list(text), **options) == whole
-    assert feed(cut(text, cuts), **options) == whole
+    assert feed(cut(text, cuts), **options, eager=False) == whole
+    assert feed(cut(text, unbet(text, cuts)), **options) == whole
     assert squash("".join(whole)) == squash(text)
     assert all(s and s == s.strip() for s in whole)
 
@@ -827,6 +936,7 @@ def test_bounded_long_texts_do_not_depend_on_token_boundaries(text, data) -> Non
     cuts = data.draw(st.lists(st.integers(0, len(text)), max_size=len(text) // 3))
     options = {"clause_chars": 25, "max_chars": 50}
     whole = split_sentences(text, **options)
-    assert feed(cut(text, cuts), **options) == whole
+    assert feed(cut(text, cuts), **options, eager=False) == whole
+    assert feed(cut(text, unbet(text, cuts)), **options) == whole
     assert feed(list(text), **options) == whole
     assert squash("".join(whole)) == squash(text)

@@ -64,9 +64,37 @@ A piece of text with no letter or digit in it (``...``, ``**``) is never a sente
 stays with the text that follows. At the end of the stream whatever remains is released,
 stripped; nothing empty is ever yielded.
 
-Because a full stop is decided by what follows it, a sentence ending in ``.`` is released when the
-first non-space character after it arrives (or a line break, or the end of the stream); one ending
-in ``。`` when any character after it arrives.
+Releasing at once
+-----------------
+A full stop is decided by what follows it, so the text alone would release ``Sure, I can
+help.`` only when the next token (`` The``) arrives — one token gap (tens of milliseconds) of
+dead air before the first audio. Instead, when a piece ends with a terminator run (and maybe
+white space) whose end is unambiguous, the sentence is released with that piece:
+
+* ``?`` ``!`` (and relatives) — unless the word before looks like a URL, a path or an address
+  (``a.b?``, ``/#!``), where the run may go on;
+* ``.`` after a *plain word*: two letters or more, not a title, Latin abbreviation, month,
+  suffix (``Jr``, ``Inc``), initial (``J.``), dotted acronym (``U.S.``), number (``3.`` may be
+  ``3.5``), number word (``No.``, ``Fig.``), a lower-case abbreviation a sentence goes on after
+  (``etc.``, ``oz.``), nor a list marker at the start of a sentence (``iv.``);
+* ``。`` and the other terminators that need no space — unless after a digit (``１．５``);
+* never an ellipsis or a semicolon, and never while a quote, bracket or emphasis opened in the
+  sentence is still open (``He said "hi.`` waits for the ``"``).
+
+>>> SentenceSplitter().push("Sure, I can help.")
+['Sure, I can help.']
+>>> SentenceSplitter().push("It costs $3."), SentenceSplitter().push("I met Dr.")
+([], [])
+
+This is a bet on the next piece, and with LLM tokens it is a safe one: a tokenizer sends a
+full stop that goes on (``example.com``, ``Node.js``) together with what follows it
+(``.com``), and a sentence-ending one alone or with the white space after it. A source that
+streams one character at a time (the piece and the one before it both a single character)
+gets no bet. So the sentences depend on where the pieces were cut only when a piece ends right
+after a terminator (``example.`` | ``com`` splits there). ``eager=False`` turns the bet off:
+then a sentence ending in ``.`` is released when the first non-space character after it
+arrives (or a line break, or the end of the stream), one ending in ``。`` when any character
+after it arrives, and pieces never matter.
 """
 
 from __future__ import annotations
@@ -185,6 +213,15 @@ _BEFORE_NUMBER = _words(
     "No Nos Nr Vol Vols Fig Figs Pp Art Sec Sect Ch Chap Ex Op Eq Eqs Ref Tab Pt Para"
 )
 _ROMAN = re.compile(r"(?:[ivxlc]{1,5}|[IVXLC]{1,5})")
+# Lower-case abbreviations that a sentence may go on after ("etc. and", "3 oz. of"): a full
+# stop after them is never taken as an end before the next word is seen.
+_MAY_GO_ON = _words(
+    "etc al approx appt apt dept est min max mins hr hrs sec secs ft oz lb lbs yr yrs mo mos wk "
+    "wks pg pp vol ch fig no nos ref tel ext pt pts qt sq st"
+)
+_URLISH = frozenset("/=&#.@:%+\\")  # in a word before "?" or "!": a URL, a path, an address
+_QUOTES = frozenset("\"'*_`~\u201c\u201d\u2018\u2019\u00ab\u00bb\u201e\u201a\u2039\u203a")
+_BALANCE_SPAN = 256  # how far back an open quote or bracket is looked for
 
 # Soft boundaries: where a long sentence may end (see clause_chars). A hyphen counts only
 # with a space on each side; a comma, dash or colon only with white space after it.
@@ -230,6 +267,12 @@ class SentenceSplitter:
     ``clause_chars`` and ``max_chars`` bound how long a sentence can get before it is released
     (see the module documentation); ``None`` turns either off.
 
+    ``eager`` (the default) releases a sentence the moment a piece ends with an unambiguous
+    terminator, without waiting for the next piece (see "Releasing at once" in the module
+    documentation); ``eager=False`` always waits until the text decides, so the sentences never
+    depend on where the pieces were cut — for a source that streams text character by
+    character (``example.`` then ``com``).
+
     >>> text = "We walked along the river for a while, then we crossed the old bridge and "
     >>> text += "the rain began so we ran home"
     >>> for part in split_sentences(text, clause_chars=30, max_chars=60):
@@ -249,11 +292,13 @@ class SentenceSplitter:
         "_head",
         "_ink",
         "_off",
+        "_pieces",
         "_pos",
         "_speakable",
         "_start",
         "_tail",
         "clause_chars",
+        "eager",
         "max_chars",
         "min_first_chars",
     )
@@ -264,7 +309,11 @@ class SentenceSplitter:
         min_first_chars: int = 0,
         clause_chars: int | None = 120,
         max_chars: int | None = 240,
+        eager: bool = True,
     ) -> None:
+        if not isinstance(eager, bool):
+            raise ConfigError(f"eager must be True or False, got {eager!r}")
+        self.eager = eager
         self.min_first_chars = _count("min_first_chars", min_first_chars, 0)
         self.clause_chars = None if clause_chars is None else _count("clause_chars", clause_chars)
         self.max_chars = None if max_chars is None else _count("max_chars", max_chars, 20)
@@ -285,6 +334,7 @@ class SentenceSplitter:
         self._ink = 0  # just after the last non-space character of the current sentence
         self._speakable = False  # the current sentence has a letter or digit
         self._emitted = 0  # sentences released since the reset
+        self._pieces = (0, 0)  # the lengths of the last two pieces pushed
 
     def push(self, text: str) -> list[str]:
         """Add a piece of text; return the sentences it completed (possibly none)."""
@@ -292,6 +342,7 @@ class SentenceSplitter:
             raise TypeError(f"SentenceSplitter.push() takes a str, got {type(text).__name__}")
         if text:
             self._tail += text
+            self._pieces = (self._pieces[1], len(text))
         out: list[str] = []
         self._scan(out, final=False)
         self._trim()
@@ -436,7 +487,9 @@ class SentenceSplitter:
         else:
             if j - i >= _RUN_CAP:
                 return j, False  # "!!!!!!…": the rest of the run is decided on its own
-            return (j, True) if final else None  # the text ends with the run
+            if final or self._unambiguous(i, j, kind, dots, ellipsis):
+                return j, True  # the text ends with the run
+            return None
         end = j
         nxt = t[j - off]
         if kind == _UNSPACED:
@@ -457,7 +510,9 @@ class SentenceSplitter:
                 return end, True
             m += 1
         if m >= n:
-            return (end, True) if final else None
+            if final or self._unambiguous(i, end, kind, dots, ellipsis):
+                return end, True
+            return None
         x = t[m - off]
         full_stop = kind == _STOP and not ellipsis and dots <= 1
         word = lead = None
@@ -484,6 +539,49 @@ class SentenceSplitter:
         if p >= n and p - m <= _WORD_CAP and not final:
             return None
         return end, t[m - off : p - off] in _SENTENCE_OPENERS
+
+    def _unambiguous(self, i: int, end: int, kind: int, dots: int, ellipsis: bool) -> bool:
+        """Whether the terminator run from ``i`` to ``end``, with nothing but white space after
+        it so far, ends the sentence whatever comes next (see "Releasing at once")."""
+        if not self.eager or max(self._pieces) <= 1:
+            return False  # a source that streams character by character: no bet on it
+        t, off = self._tail, self._off
+        before = t[i - 1 - off] if i > max(self._start, off) else ""
+        if kind == _UNSPACED:
+            return not (end - i == 1 and before.isdigit())  # "１．" may be "１．５"
+        if kind == _CLAUSE or ellipsis or (kind == _STOP and dots != 1):
+            return False  # "a;b", "Wait... what", "U.S.", "..."
+        word, lead = self._word_before(i)
+        if not word:
+            return False
+        if kind == _MARK:
+            if any(c in _URLISH for c in word):
+                return False  # "?c=1" in a URL, "example.com?" (harmless to wait)
+        elif not _plain_word(word) or (lead in ("", ":") and _is_list_marker(word)):
+            return False  # "3.", "J.", "Dr.", "Jan.", "etc.", "No.", "iv. Pears"
+        return self._balanced(end)
+
+    def _balanced(self, end: int) -> bool:
+        """Whether no quote, bracket or emphasis is left open in the sentence before ``end``
+        (``He said "hi.`` may go on with ``"``). Looks at the last characters only."""
+        t, off = self._tail, self._off
+        lo = max(self._start, off, end - _BALANCE_SPAN)
+        depth = 0
+        prev = " " if lo == self._start else t[lo - 1 - off]
+        for c in t[lo - off : end - off]:
+            if c in _QUOTES:
+                if prev.isspace() or (_is_opener(prev) and prev not in _QUOTES):
+                    depth += 1
+                elif prev in _QUOTES and depth and prev == c:
+                    pass  # the second character of "**" or "''"
+                elif depth:
+                    depth -= 1
+            elif unicodedata.category(c) == "Ps":
+                depth += 1
+            elif unicodedata.category(c) == "Pe" and depth:
+                depth -= 1
+            prev = c
+        return depth == 0
 
     def _word_before(self, i: int) -> tuple[str | None, str | None]:
         """The word just before position ``i`` in the current sentence, without its opening
@@ -553,6 +651,22 @@ def _never_last(word: str) -> bool:
     )
 
 
+def _plain_word(word: str) -> bool:
+    """A word that a full stop after surely ends a sentence: two letters or more (apostrophes
+    and hyphens inside), not an abbreviation of any kind (``help``, ``don't``, ``well-known``;
+    not ``J``, ``Dr``, ``Jan``, ``etc``, ``No``, ``U.S``, ``3``, ``v2``)."""
+    letters = word.replace("'", "").replace("\u2019", "").replace("-", "")
+    return (
+        len(word) >= 2
+        and letters.isalpha()
+        and word[-1].isalpha()
+        and not _never_last(word)
+        and not _maybe_last(word)
+        and _capitalized(word) not in _BEFORE_NUMBER
+        and word.lower() not in _MAY_GO_ON
+    )
+
+
 def _capitalized(word: str) -> str:
     return word[:1].upper() + word[1:]
 
@@ -610,6 +724,7 @@ async def sentences(
     min_first_chars: int = 0,
     clause_chars: int | None = 120,
     max_chars: int | None = 240,
+    eager: bool = True,
 ) -> AsyncIterator[Any]:
     """Turn a stream of text pieces into a stream of sentences ready for speech synthesis.
 
@@ -627,7 +742,8 @@ async def sentences(
     Mixing ``str`` pieces and ``Token`` events in one stream is a ``TypeError``. At the end of
     the stream, the remaining text is released. See the module documentation for the splitting
     rules (long sentences are released at a soft boundary or ``max_chars``), and
-    :class:`SentenceSplitter` for ``min_first_chars``, ``clause_chars`` and ``max_chars``.
+    :class:`SentenceSplitter` for ``min_first_chars``, ``clause_chars``, ``max_chars`` and
+    ``eager``.
 
     >>> import asyncio
     >>> from voicekit.events import Usage
@@ -635,8 +751,8 @@ async def sentences(
     >>> for event in asyncio.run((events | sentences()).list()):
     ...     print(event)
     Sentence(text='Sure.')
-    Usage(prompt_tokens=5, completion_tokens=3, cached_tokens=0, reasoning_tokens=0)
     Sentence(text='Let me check.')
+    Usage(prompt_tokens=5, completion_tokens=3, cached_tokens=0, reasoning_tokens=0)
     Finish(reason='stop', response_id=None)
 
     To strip markdown before speaking, map :func:`clean_for_speech` over the sentences, e.g.
@@ -650,7 +766,10 @@ async def sentences(
                     yield text
     """
     splitter = SentenceSplitter(
-        min_first_chars=min_first_chars, clause_chars=clause_chars, max_chars=max_chars
+        min_first_chars=min_first_chars,
+        clause_chars=clause_chars,
+        max_chars=max_chars,
+        eager=eager,
     )
     wrap: Any = None
     async for item in source:
