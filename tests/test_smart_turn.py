@@ -194,3 +194,10 @@ def test_smart_turn_without_the_model_names_the_install_command(
     assert not smart_turn_available()
     with pytest.raises(ConfigError, match="pip install --no-deps"):
         smart_turn()
+
+
+def test_smart_turn_is_recommended_only_when_the_stt_passes_the_audio() -> None:
+    from voicekit import stt
+
+    assert recommended_stop_strategies(stt.fake(transcripts=[], pass_audio=True)) == (smart_turn(),)
+    assert recommended_stop_strategies(stt.fake(transcripts=[])) == (speech_timeout(),)

@@ -1230,11 +1230,11 @@ def voice_agent(
 
     ``vad`` defaults to :func:`voicekit.vad.vad` (Silero), ``turns`` to
     :func:`voicekit.turns.turns` with :func:`~voicekit.turns.recommended_stop_strategies`
-    (Smart Turn v3 when ``voicekit[turn]`` is installed); ``options`` go to :func:`agent`.
-    Give the STT ``pass_audio=True``: the turn detector needs the audio too.
+    (Smart Turn v3 when ``voicekit[turn]`` is installed and the STT is given
+    ``pass_audio=True``, the speech timeout otherwise); ``options`` go to :func:`agent`.
     """
     if vad is None:
         vad = make_vad()
     if turns is None:
-        turns = make_turns(stop=recommended_stop_strategies())
+        turns = make_turns(stop=recommended_stop_strategies(stt))
     return vad | stt | turns | agent(llm=llm, tts=tts, session=session, **options)

@@ -390,9 +390,22 @@ def default_stop_strategies() -> tuple[StopStrategy, ...]:
     return (speech_timeout(),)
 
 
-def recommended_stop_strategies() -> tuple[StopStrategy, ...]:
+def recommended_stop_strategies(stt: Any = None) -> tuple[StopStrategy, ...]:
     """``(smart_turn(),)`` when the Smart Turn model is installed (``voicekit[turn]``), else
-    :func:`default_stop_strategies`. :func:`voicekit.voice_agent` and the CLI use these."""
+    :func:`default_stop_strategies`. :func:`voicekit.voice_agent` and the CLI use these.
+
+    Smart Turn listens to the audio, so given the recogniser stage ``stt`` that feeds
+    :func:`turns`, it is chosen only if that stage passes the audio on (``pass_audio=True``):
+    without audio every stop would count as complete, and turns would end on the first pause.
+
+    >>> from voicekit import stt
+    >>> recommended_stop_strategies(stt.fake(transcripts=[]))
+    (SpeechTimeout(user_speech_timeout=0.6),)
+    """
+    if stt is not None and not any(
+        part.kwargs.get("pass_audio") is True for part in getattr(stt, "_parts", ())
+    ):
+        return default_stop_strategies()
     return (smart_turn(),) if smart_turn_available() else default_stop_strategies()
 
 
