@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -194,8 +195,6 @@ async def _finish(protocol: _Protocol, websocket: Any, close_timeout: float) -> 
 
 def _forgive(state: AudioHookState, message: str) -> str:
     """A ``close`` after our ``disconnect`` is taken whatever its seq: renumber it."""
-    import json
-
     try:
         data = json.loads(message)
     except ValueError:

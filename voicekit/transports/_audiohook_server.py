@@ -14,7 +14,7 @@ from .._secrets import redact
 from ..session import Session
 from ._audiohook_auth import Nonces, parse_keys, verify_handshake
 from ._audiohook_connection import AudioHookCall, run_session
-from .audiohook import codec
+from .audiohook import MODES, codec
 
 __all__ = ["KEYS_VARIABLE", "ORGS_VARIABLE", "audiohook_endpoint"]
 
@@ -53,9 +53,8 @@ def audiohook_endpoint(
     refuses to be built unless ``dev`` (which turns the checks off). ``ready()`` says whether a
     new session may start; ``started``/``stopped`` count them.
     """
-    codec(  # checks mode
-        "00000000-0000-0000-0000-000000000000", mode
-    )
+    if mode not in MODES:
+        raise ConfigError(f"audiohook: mode must be one of {', '.join(MODES)}, got {mode!r}")
     table = parse_keys(keys if keys is not None else os.environ.get(KEYS_VARIABLE, ""))
     orgs_text = organizations if organizations is not None else os.environ.get(ORGS_VARIABLE, "")
     orgs = frozenset(o.strip() for o in orgs_text.split(",") if o.strip())
