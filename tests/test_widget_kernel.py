@@ -119,3 +119,4 @@ def test_talk_runs_a_call_over_a_real_widget_comm(kernel):
                "x.get_name() for x in asyncio.all_tasks() if x.get_name().startswith('voicekit')"
                " and not x.done()))")
     assert left.strip().splitlines()[-1] == "[]"
+

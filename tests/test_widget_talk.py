@@ -17,10 +17,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+from web_browser import ServerThread, chromium, wait_for
 
 import voicekit as vk
 from voicekit.web import source
-from web_browser import ServerThread, chromium, wait_for
 
 # the page stands in for Jupyter: a model with get/send/on/off; its comm is a WebSocket
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>widget test</title></head>
@@ -127,6 +127,7 @@ def kernel() -> Iterator[tuple[ServerThread, Kernel]]:
 
     def bot() -> Any:
         from test_web_page import REPLY
+
         from voicekit.stt import fake
         from voicekit.tts import tones
         from voicekit.turns import speech_timeout, turns
@@ -187,3 +188,35 @@ def test_the_widget_holds_a_spoken_exchange_with_a_barge_in(kernel, tmp_path):
     assert said[1]["content"] == "".join(REPLY).strip()
     server.call(lambda: talk.stop())
     assert server.voicekit_tasks() == []
+
+
+async def test_a_cancelled_wait_stops_the_call_like_any_flow():
+    """A cell awaiting ``talk.wait()`` that is stopped cancels it: the call ends, no task left."""
+    import numpy as np
+
+    from voicekit.tts import tones
+    from voicekit.vad import energy, vad
+
+    async def llm(messages: Any) -> Any:
+        yield "Hello."
+
+    bot = vk.voice_agent(llm=llm, tts=tones(), stt=vk.stt.fake(transcripts=["hi"]),
+                         vad=vad(detector=energy(), min_volume=0))
+    tone = (np.sin(np.arange(16000) * 0.1) * 9000).astype(np.int16)
+    audio = np.concatenate((tone, np.zeros(16000 * 60, np.int16)))  # a minute-long caller
+    talk = vk.notebook.talk(bot, audio=(audio, 16000), widget=FakeWidget())
+    waiting = asyncio.create_task(talk.wait())
+    await asyncio.sleep(2.0)
+    assert not waiting.done()
+    waiting.cancel()  # what stopping the cell does to its coroutine
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert talk.task is not None and talk.task.done()
+    left = [t for t in asyncio.all_tasks() if t.get_name().startswith("voicekit") and not t.done()]
+    assert left == []
+    # stop() from elsewhere ends a wait() with the sessions so far
+    talk = vk.notebook.talk(bot, audio=(audio, 16000), widget=FakeWidget())
+    waiting = asyncio.create_task(talk.wait())
+    await asyncio.sleep(0.1)
+    talk.stop()
+    assert await waiting == []

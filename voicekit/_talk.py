@@ -87,11 +87,13 @@ class Talk:
             try:
                 await asyncio.shield(self.task)
             except asyncio.CancelledError:
-                self.stop()
+                me = asyncio.current_task()
+                if self.task.cancelled() and (me is None or not me.cancelling()):
+                    return self.sessions  # stop() was called elsewhere
+                self.stop()  # the cell was stopped: so is the call
                 with contextlib.suppress(asyncio.CancelledError):
                     await self.task
-                if not self.task.cancelled():
-                    raise
+                raise
         return self.sessions
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
