@@ -300,7 +300,8 @@ async def test_a_broken_rule_gets_disconnect_error_and_the_call_ends_cleanly(
         await asyncio.wait_for(bot.done.wait(), 10)
     assert message["parameters"]["reason"] == "error"
     assert info in message["parameters"]["info"]
-    assert record.of("closed")  # our close after the disconnect was answered
+    (closed,) = record.of("closed")  # our close after the disconnect was answered,
+    assert closed["clientseq"] == client.seq  # and counted as the last message processed
     assert record.violations == []
     assert bot.of(CallEnded)[-1].reason == "error"
     assert await voicekit_tasks() == []

@@ -23,7 +23,7 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterable, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ProtocolError
@@ -188,24 +188,29 @@ async def _finish(protocol: _Protocol, websocket: Any, close_timeout: float) -> 
                     protocol.socket.gone = True
                     break
                 if isinstance(message, str) and protocol.state.phase == "disconnecting":
-                    message = _forgive(protocol.state, message)
+                    protocol.cell.value, message = _forgive(protocol.state, message)
                 await protocol.handle(message, lambda event: None)
     await protocol.socket.close()
 
 
-def _forgive(state: AudioHookState, message: str) -> str:
-    """A ``close`` after our ``disconnect`` is taken whatever its seq: renumber it."""
+def _forgive(state: AudioHookState, message: str) -> tuple[AudioHookState, str]:
+    """A ``close`` after our ``disconnect`` is taken whatever its order problems: its own
+    ``seq`` becomes the next expected one (so ``closed`` carries it as ``clientseq``), its
+    ``serverseq`` and ``id`` are taken as ours."""
     try:
         data = json.loads(message)
     except ValueError:
-        return message
-    if isinstance(data, dict) and data.get("type") == "close":
-        data.update(seq=state.clientseq + 1, serverseq=min(_num(data.get("serverseq")),
-                                                           state.seq), id=state.session_id)
-        if not isinstance(data.get("parameters"), dict):
-            data["parameters"] = {}
-        return json.dumps(data)
-    return message
+        return state, message
+    if not isinstance(data, dict) or data.get("type") != "close":
+        return state, message
+    seq = _num(data.get("seq"))
+    if seq > 0:
+        state = replace(state, clientseq=seq - 1)
+    data.update(seq=state.clientseq + 1, id=state.session_id,
+                serverseq=min(_num(data.get("serverseq")), state.seq))
+    if not isinstance(data.get("parameters"), dict):
+        data["parameters"] = {}
+    return state, json.dumps(data)
 
 
 def _num(value: Any) -> int:
