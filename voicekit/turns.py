@@ -59,6 +59,8 @@ A :class:`SpeechStarted` before that moment means the user resumed: the turn goe
 rule restarts at the next stop. This is Pipecat's speech-timeout rule, put on stream time.
 Without audio (no clock), the first rule becomes "at the arrival of the answer".
 
+:func:`smart_turn` is a :func:`turn_analyzer` backed by the Smart Turn v3 model (the ``turn``
+extra); :func:`recommended_stop_strategies` picks it when it is installed.
 With :func:`turn_analyzer`, at each stop the analyzer scores the recent audio; the turn counts
 as complete then if the probability is above the threshold, otherwise only after
 ``fallback_secs`` of silence (or when the user speaks again and stops again). It ends at the
