@@ -4,6 +4,7 @@
 /** Open the microphone and the speakers: capture in 20 ms 16 kHz 16-bit frames, playback
  * with a small jitter buffer. `urls`: {capture, playback} (the worklet modules). */
 export async function openAudio(urls, { onFrame, onLevel, onPlayed, onCleared, onStats,
+  onStarted, onIdle,
   prebuffer = 0.06, stream = null } = {}) {
   const media = stream || await navigator.mediaDevices.getUserMedia({
     audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true,
@@ -26,8 +27,10 @@ export async function openAudio(urls, { onFrame, onLevel, onPlayed, onCleared, o
   };
   playback.port.onmessage = (event) => {
     const data = event.data;
-    if (data.played !== undefined && data.cleared === undefined) { if (onPlayed) onPlayed(data.played); }
+    if (data.played !== undefined && data.cleared === undefined) { if (onPlayed) onPlayed(data.played, data.at); }
     else if (data.cleared !== undefined) { if (onCleared) onCleared(data.cleared, data.played); }
+    else if (data.started !== undefined) { if (onStarted) onStarted(data.started); }
+    else if (data.idle !== undefined) { if (onIdle) onIdle(data.idle); }
     else if (data.stats && onStats) onStats(data.stats);
   };
   source.connect(capture);
@@ -62,17 +65,22 @@ export async function startCall(channel, urls, { on = () => {}, start = {}, stre
   const sentences = new Map(); // mark name -> sentence text
   // what happened, for tests and the curious: marks played, samples dropped at each clear and
   // how long the flush took (ms from the clear's arrival to the worklet's answer)
-  const report = { played: [], cleared: [], flushMs: [], playedAtClear: [], frames: 0,
-    received: 0 };
+  // startMs: from the first audio of a reply (after silence) to its first sample played
+  // playedAt: the samples played (all replies) when each mark was reached
+  const report = { played: [], playedAt: [], cleared: [], flushMs: [], playedAtClear: [],
+    startMs: [], frames: 0, received: 0 };
   let clearAt = 0;
+  let playing = false;
+  let waitingSince = 0; // when audio arrived while playback was idle
   let open = true;
   channel.send(JSON.stringify({ type: "start", acks: true, events: true, ...start }));
   const audio = await openAudio(urls, {
     stream, prebuffer,
     onFrame(pcm) { if (open) { channel.send(pcm); report.frames += 1; } },
     onLevel(level) { on({ type: "level", level }); },
-    onPlayed(name) {
+    onPlayed(name, at) {
       report.played.push(name);
+      report.playedAt.push(at);
       if (open) channel.send(JSON.stringify({ type: "played", name }));
       on({ type: "spoken", name, text: sentences.get(name) || "" });
       sentences.delete(name);
@@ -84,10 +92,17 @@ export async function startCall(channel, urls, { on = () => {}, start = {}, stre
       on({ type: "cleared", samples });
     },
     onStats(stats) { report.stats = stats; on({ type: "stats", ...stats }); },
+    onStarted() {
+      playing = true;
+      if (waitingSince) report.startMs.push(performance.now() - waitingSince);
+      waitingSince = 0;
+    },
+    onIdle() { playing = false; },
   });
   function receive(message) {
     if (message instanceof ArrayBuffer) {
       report.received += message.byteLength / 2;
+      if (!playing && !waitingSince) waitingSince = performance.now();
       audio.play(message);
       return;
     }
@@ -97,6 +112,8 @@ export async function startCall(channel, urls, { on = () => {}, start = {}, stre
       audio.mark(data.name);
     } else if (data.type === "clear") {
       clearAt = performance.now();
+      playing = false;
+      waitingSince = 0;
       audio.clear();
     }
     on(data);

@@ -2,7 +2,8 @@
 //
 // Messages in: {pcm: ArrayBuffer} (audio to play), {mark: name} (report it once the audio
 // before it has been played), {clear: true} (drop everything queued, at once).
-// Messages out: {played: name}, {cleared: samples dropped}, {stats: {...}} about 10 times a
+// Messages out: {played: name}, {cleared: samples dropped}, {started: samples queued} and
+// {idle: samples played} when playback starts and runs dry, {stats: {...}} about 10 times a
 // second. Playback starts once `prebuffer` seconds are queued (or a mark is: the end of a
 // sentence); when the queue runs dry it waits for `prebuffer` again (an underrun).
 const RATE = 16000;
@@ -74,6 +75,7 @@ class VoicekitPlayback extends AudioWorkletProcessor {
     const out = outputs[0][0];
     if (!this.playing && (this.queued >= this.prebuffer || (this.marks > 0 && this.queued > 0))) {
       this.playing = true;
+      this.port.postMessage({ started: this.queued });
     }
     if (!this.playing && this.queued === 0 && this.marks > 0) this.next(); // marks alone
     for (let i = 0; i < out.length; i++) {
@@ -88,6 +90,7 @@ class VoicekitPlayback extends AudioWorkletProcessor {
         if (sample === null) {
           this.playing = false;
           this.underruns += 1;
+          this.port.postMessage({ idle: this.played });
           this.previous = this.current = 0;
           break;
         }
