@@ -16,7 +16,7 @@ used while choosing the settings (``--set holdout``), or both (default). WER use
 :func:`voicekit.stt.word_error_rate` over all sentences of a cell. STT time is the duration of
 each Whisper call (median and p90 per condition). Needs ``espeak-ng`` on PATH::
 
-    python bench/phone_wer.py                 # everything, ~5 min on 2 busy cores
+    python bench/phone_wer.py                 # all: 240 transcriptions, ~15 min
     python bench/phone_wer.py --set roundtrip --voices en-us:160
 """
 
