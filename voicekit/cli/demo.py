@@ -18,6 +18,8 @@ from .. import audio
 from .._errors import VoicekitError
 from ..audio import from_array
 from ..events import ReplyFailed, SessionUpdated, ToolCall, ToolResult, Transcript
+from ..llm._llama import local_model_of
+from ..llm.local import local_responder
 from ._agent import (
     Engines,
     Exchange,
@@ -115,6 +117,8 @@ async def _demo(args: argparse.Namespace) -> int:
     latencies = result.latency
     if not result.turns:
         _say("reply", "(none: no speech was heard in the recording)")
+    elif not result.errors:
+        _say("brain", _brain(engines))
     await _write(result, out)
     for number, turn in enumerate(latencies, 1):
         where = "" if turn.speech_end_t is None else f" at {turn.speech_end_t:.2f} s"
@@ -124,6 +128,17 @@ async def _demo(args: argparse.Namespace) -> int:
     if result.errors:
         return 1  # the spoken apology is written, but the agent did not answer
     return 0 if result.audio else 1
+
+
+def _brain(engines: Engines) -> str:
+    """Who wrote the reply, honestly: a model in this process, the rule-based responder, or the
+    LLM server."""
+    spec = local_model_of(engines.llm)
+    if spec is not None:
+        return f"{spec.title}, a real language model run in this process by llama.cpp"
+    if engines.llm is local_responder:
+        return "voicekit's rule-based offline responder (not a language model)"
+    return engines.about[0].removeprefix("LLM: ")
 
 
 async def _write(result: Exchange, out: Path) -> None:

@@ -8,6 +8,13 @@ True
 
 from ._chat import LLMEvent, chat, complete, new_client
 from ._failover import failover, provider_name
+from ._llama import (
+    LOCAL_MODELS,
+    LocalModel,
+    load_local_model,
+    local_model,
+    model_file,
+)
 from ._responses import respond, responses
 from ._responses_ws import (
     CONTINUITY_KEY,
@@ -77,6 +84,7 @@ __all__ = [
     "DEFAULT_USER_AGENT",
     "INTERRUPTED_MARKER",
     "KEYLESS",
+    "LOCAL_MODELS",
     "MAX_EVENT_BYTES",
     "NO_RETRY",
     "PRESETS",
@@ -84,6 +92,7 @@ __all__ = [
     "ChatRequest",
     "Endpoint",
     "LLMEvent",
+    "LocalModel",
     "ReconnectPolicy",
     "Reconnected",
     "ResponsesSocket",
@@ -105,8 +114,11 @@ __all__ = [
     "hermes",
     "llamacpp",
     "lmstudio",
+    "load_local_model",
+    "local_model",
     "local_responder",
     "mistral",
+    "model_file",
     "new_client",
     "normalize_tools",
     "ollama",

@@ -3,8 +3,9 @@
 :func:`resolve_llm` walks a fixed order and stops at the first rung that gives an LLM:
 
 1. an explicit choice (``--llm``): a preset name (``ollama``, ``openai``, ``lmstudio:qwen2.5``
-   — ``NAME:MODEL`` picks the model), a base URL (``http://host:8000/v1``), or ``local`` for the
-   offline responder;
+   — ``NAME:MODEL`` picks the model), a base URL (``http://host:8000/v1``), ``local`` for the
+   offline responder, or a model run in this process (``qwen-local``, ``smollm2-local``: see
+   :func:`~voicekit.llm.local_model`; the ``brain`` extra);
 2. the environment: ``VOICEKIT_LLM_BASE_URL`` (with ``VOICEKIT_LLM_MODEL`` and
    ``VOICEKIT_LLM_API_KEY``), else ``OPENAI_API_KEY`` (the ``openai`` preset);
 3. a local gateway answering on its default port — Ollama (11434), LM Studio (1234), llama.cpp's
@@ -33,6 +34,7 @@ from returns.result import Success
 
 from .._errors import ConfigError
 from ._chat import chat
+from ._llama import LOCAL_MODEL_NAMES, local_model, local_model_about, require_local_model
 from ._warmup import warmup
 from .endpoint import Endpoint
 from .local import local_responder
@@ -247,6 +249,11 @@ async def resolve_llm(
             return local_responder, (
                 "LLM: voicekit's offline responder (chosen with --llm local): rule-based, "
                 "it knows a few intents only"
+            )
+        if choice.lower() in LOCAL_MODEL_NAMES:
+            spec = require_local_model(choice)
+            return local_model(spec.name), local_model_about(
+                spec, f"chosen with --llm {spec.name}"
             )
         if _is_url(choice):
             endpoint = await _from_url(
