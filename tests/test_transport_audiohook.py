@@ -277,8 +277,9 @@ def test_pause_and_resume_go_server_to_client_and_the_client_answers():
     assert events == [] and state.dropped == 1  # audio while paused: dropped and counted
     state, (text,) = ah.encode(state, ah.Resume())
     assert json.loads(text)["type"] == "resume"
-    state, _ = send(state, "resumed", {"start": "PT2S", "discarded": "PT0S"})
-    assert state.phase == "open"
+    before = state.samples
+    state, _ = send(state, "resumed", {"start": "PT2S", "discarded": "PT1.5S"})
+    assert state.phase == "open" and state.samples == before + 12000
 
 
 def test_the_client_pausing_on_its_own_is_handled_and_pause_is_never_taken_from_it():
@@ -294,7 +295,9 @@ def test_update_discarded_and_error_from_the_client():
     state, events = send(state, "update", {"language": "fr-FR"})
     assert state.language == "fr-FR" and events == []
     state, events = send(state, "discarded", {"start": "PT1S", "discarded": "PT0.5S"})
-    assert events == []
+    assert events == [] and state.samples == 4000  # the position clock moves over the gap
+    state, (chunk, _) = ah.decode(state, b"\xff" * 320)
+    assert chunk.t == 0.5
     state, events = send(state, "error", {"code": 429, "message": "slow down",
                                          "retryAfter": "PT1.5S"})
     assert events == [ah.RateLimited(1.5, "slow down")]
@@ -359,6 +362,12 @@ def test_stereo_is_deinterleaved_into_two_channels_on_the_position_clock():
     assert (ext.t, ext2.t) == (0.0, 0.02) and state.samples == 320
     with pytest.raises(ProtocolError, match="not whole PCMU 2-channel samples"):
         ah.decode(state, b"\xff" * 3)
+
+
+def test_in_monitor_mode_both_channels_are_channel_audio():
+    state, _ = opened("monitor")
+    state, events = ah.decode(state, b"\xff" * 320)
+    assert [e.channel for e in events] == ["external", "internal"]
 
 
 def test_outbound_audio_is_pcmu_in_1600_byte_packets_and_barge_in_is_an_event():

@@ -106,7 +106,12 @@ async def test_a_stereo_audio_connector_call_with_barge_in_dtmf_and_transfer(key
             assert len(client.record.audio) >= 5, "the agent never answered"
             barge = client.expect("event")
             await client.stream(tone(0.8, 400), silence(0.8))
-            event = await asyncio.wait_for(barge, 10)
+            try:
+                event = await asyncio.wait_for(barge, 10)
+            except TimeoutError:
+                heard = [type(x).__name__ for x in bot.of(object) if type(x).__name__ == "Played"]
+                raise AssertionError(f"no barge-in after {len(client.record.audio)} packets, "
+                                     f"{len(heard)} marks played") from None
             assert event["parameters"]["entities"] == [{"type": "barge_in", "data": {}}]
             await client.send("dtmf", {"digit": "1"})
             disconnected = client.expect("disconnect")
@@ -257,6 +262,34 @@ async def test_a_transcription_session_sends_transcripts_of_both_channels(keys):
     (session,) = ended
     assert [m["role"] for m in session.messages_json()] == ["user", "assistant"]
     assert await voicekit_tasks() == []
+
+
+async def test_transcript_offsets_follow_the_position_over_discarded_audio(keys):
+    on_call = transcriber(
+        lambda: fake(transcripts=["first", "second"]),
+        vad=lambda: vad(detector=energy(), min_volume=0, stop_secs=0.2),
+    )
+    application = vk.serve.app(on_call, carrier="audiohook", mode="monitor")
+    speech = np.concatenate([tone(1.0), silence(0.6)])
+    async with serving(application) as host, signed(host) as client:
+        await client.open(media=[{"type": "audio", "format": "PCMU", "channels": ["external"],
+                                  "rate": 8000}])
+        await client.stream(speech)
+        await client.send("discarded", {"start": f"PT{client.position:.3f}S",
+                                        "discarded": "PT5S"})
+        client.position += 5.0
+        await client.stream(speech)
+        for _ in range(100):
+            if len(client.record.of("event")) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        await client.close()
+        record = await client.ended()
+    assert record.violations == []
+    data = [e["data"] for m in record.of("event") for e in m["parameters"]["entities"]]
+    offsets = [audiohook.parse_duration(d["offset"]) for d in data]
+    assert len(offsets) == 2 and offsets[0] < 0.3
+    assert 6.4 < offsets[1] < 6.9  # 1.6 s of audio, 5 s discarded, then the second tone
 
 
 async def test_a_connection_probe_is_answered_and_starts_nothing(keys):

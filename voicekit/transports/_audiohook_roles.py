@@ -60,6 +60,39 @@ class _Queue:
         return item
 
 
+class _Clock:
+    """One channel's 8 kHz audio resampled to ``rate`` as one continuous stream (what the VAD
+    and STT expect), with the gaps of the stream's position clock kept aside (audio the client
+    discarded, e.g. while paused): :meth:`position` maps a time of the continuous stream back
+    to the position clock."""
+
+    def __init__(self, rate: int) -> None:
+        self.rate = rate
+        self.resampler = StreamResampler(8000, rate)
+        self.start: float | None = None
+        self.made = 0
+        self.heard = 0.0  # seconds of audio received
+        self.gaps: list[tuple[float, float]] = []  # (continuous time, seconds skipped)
+
+    def push(self, chunk: AudioChunk) -> AudioChunk | None:
+        if self.start is None:
+            self.start = chunk.t
+        skipped = chunk.t - (self.start + self.heard + sum(g for _, g in self.gaps))
+        if skipped > 0.001:
+            self.gaps.append((self.heard, skipped))
+        self.heard += chunk.duration
+        out = self.resampler.push(chunk.samples)
+        if not out.shape[0]:
+            return None
+        t = self.made / self.rate
+        self.made += out.shape[0]
+        return AudioChunk(out, self.rate, t)
+
+    def position(self, t: float) -> float:
+        """The position-clock time of continuous time ``t``."""
+        return (self.start or 0.0) + t + sum(g for at, g in self.gaps if at <= t + 1e-6)
+
+
 def transcriber(
     stt: Callable[[], Any],
     *,
@@ -77,24 +110,16 @@ def transcriber(
 
     async def on_call(call: AudioHookCall) -> Session:
         channels = {"external": _Queue(), "internal": _Queue()}
-        resampler = StreamResampler(8000, rate)
-        made = [0]
-        t0: list[float] = []
+        clocks = {name: _Clock(rate) for name in channels}
         session = [call.session]
 
         async def split() -> None:
             try:
                 async for item in call.inbound:
-                    if isinstance(item, AudioChunk):
-                        channels["external"].queue.put_nowait(item)
-                    elif isinstance(item, ChannelAudio):
-                        if not t0:
-                            t0.append(item.chunk.t)
-                        out = resampler.push(item.chunk.samples)
-                        if out.shape[0]:
-                            t = t0[0] + made[0] / rate
-                            made[0] += out.shape[0]
-                            channels[item.channel].queue.put_nowait(AudioChunk(out, rate, t))
+                    if isinstance(item, ChannelAudio) and item.channel in channels:
+                        chunk = clocks[item.channel].push(item.chunk)
+                        if chunk is not None:
+                            channels[item.channel].queue.put_nowait(chunk)
                     elif isinstance(item, CallEnded):
                         break
             finally:
@@ -111,8 +136,10 @@ def transcriber(
                     spans.append((start, item.t))
                 elif isinstance(item, Transcript) and item.final and item.text:
                     begin, end = spans.popleft() if spans else (item.t, item.t)
+                    offset = clocks[name].position(begin)
                     entity = transcript_entity(
-                        item.text, channel=name, offset=begin, duration=end - begin,
+                        item.text, channel=name, offset=offset,
+                        duration=max(0.0, clocks[name].position(end) - offset),
                         language=language, id=str(uuid.uuid4()),
                     )
                     await call.send(EventEntities((entity,)))

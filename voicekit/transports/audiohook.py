@@ -111,8 +111,9 @@ class AudioHookState:
     ``phase``: ``"new"`` (before ``open``), ``"open"``, ``"paused"``, ``"disconnecting"`` (we
     sent ``disconnect``; only ``close`` is awaited) or ``"closed"`` (we sent ``closed``).
     ``seq``: the last server seq sent; ``clientseq``: the seq of the last client message
-    processed; ``position``: the client's latest ``position`` (s); ``samples``: audio samples
-    per channel received while open; ``dropped``: audio frames dropped (before ``opened``,
+    processed; ``position``: the client's latest ``position`` (s); ``samples``: the audio
+    stream's position in samples per channel (received while open, plus what the client
+    reports ``discarded``); ``dropped``: audio frames dropped (before ``opened``,
     while paused, after ``close``). ``media`` is the selected format (as offered), ``format``
     and ``channels`` its parts. ``probe`` is True for Genesys' connection probe (all-zero
     conversation id). ``pausing``/``resuming``: we asked and the client has not answered yet.
@@ -147,9 +148,10 @@ class Outgoing:
 
 @dataclass(frozen=True, slots=True)
 class ChannelAudio:
-    """Audio of one channel of a stereo (or internal-only) stream: ``channel`` is
-    ``"internal"`` (the contact center's agent) — the ``"external"`` channel (the caller) is a
-    plain :class:`~voicekit.AudioChunk`."""
+    """Audio of one channel, at 8 kHz on the stream's position clock: ``channel`` is
+    ``"internal"`` (the contact center's agent) or, in monitor mode, ``"external"`` (the
+    caller). In bot mode the caller's channel is a plain :class:`~voicekit.AudioChunk`, for the
+    agent."""
 
     channel: str
     chunk: AudioChunk
@@ -444,11 +446,15 @@ def _control(state: AudioHookState, data: Mapping[str, Any]) -> tuple[AudioHookS
         for key in ("start", "discarded"):
             if key in params:
                 parse_duration(params[key], f"resumed {key}")
-        return replace(state, phase="open", resuming=False), []
+        gap = parse_duration(params["discarded"], "resumed discarded") \
+            if "discarded" in params else 0.0
+        return replace(state, phase="open", resuming=False,
+                       samples=state.samples + round(gap * RATE)), []
     if kind == "discarded":
-        for key in ("start", "discarded"):
-            parse_duration(params.get(key), f"discarded {key}")
-        return state, []
+        parse_duration(params.get("start"), "discarded start")
+        gap = parse_duration(params.get("discarded"), "discarded discarded")
+        # the stream's position moved on over audio we never got: our clock follows it
+        return replace(state, samples=state.samples + round(gap * RATE)), []
     if kind == "dtmf":
         digit = params.get("digit")
         if not isinstance(digit, str) or digit not in DTMF_DIGITS:
@@ -474,7 +480,8 @@ def _audio(state: AudioHookState, data: bytes) -> tuple[AudioHookState, list[Any
     events: list[Any] = []
     for i, channel in enumerate(state.channels):
         chunk = AudioChunk(np.ascontiguousarray(pcm[i :: len(state.channels)]), RATE, t)
-        events.append(chunk if channel == "external" else ChannelAudio(channel, chunk))
+        caller = channel == "external" and state.mode == "bot"  # the agent hears it as is
+        events.append(chunk if caller else ChannelAudio(channel, chunk))
     return replace(state, samples=state.samples + count), events
 
 
