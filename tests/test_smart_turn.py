@@ -201,3 +201,21 @@ def test_smart_turn_is_recommended_only_when_the_stt_passes_the_audio() -> None:
 
     assert recommended_stop_strategies(stt.fake(transcripts=[], pass_audio=True)) == (smart_turn(),)
     assert recommended_stop_strategies(stt.fake(transcripts=[])) == (speech_timeout(),)
+
+
+async def test_scoring_runs_on_the_inference_pool_not_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import threading
+
+    seen: list[str] = []
+    real = st.analyze
+
+    def spy(samples: np.ndarray, rate: int) -> float:
+        seen.append(threading.current_thread().name)
+        return real(samples, rate)
+
+    monkeypatch.setattr(st, "analyze", spy)
+    p = await smart_turn().fn(np.zeros(8000, np.int16), 16000)
+    assert 0.0 <= p <= 1.0
+    assert seen and seen[0] != threading.main_thread().name
