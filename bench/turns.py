@@ -1,6 +1,7 @@
 """When does a turn end? Speech timeout vs Smart Turn v3 on a corpus of finished and paused speech.
 
     python bench/turns.py [--cache DIR] [--voices piper,espeak] [--thresholds 0.5,0.7,0.9]
+                          [--fallbacks 3,1.5]
 
 The corpus (bench/_turn_corpus.py, built once into ``--cache``): finished questions and
 statements, and sentences with a 0.4-1.2 s pause in the middle ("I'd like to book a table for …
@@ -15,6 +16,7 @@ Reported per strategy:
   it was over), out of all paused ones; and finished utterances cut into more than one turn;
 * **latency**: true end of speech → the turn's end, on stream time (median, p90), over the
   utterances whose turn ended after the speech;
+* Smart Turn at each threshold with each silence fallback (3 s, Pipecat's, and a shorter one);
 * for Smart Turn, the wall time of one model call on this machine (median, p90): it comes on
   top of the stream-time figure, as the turn waits for the verdict.
 """
@@ -86,6 +88,7 @@ async def main() -> None:
     parser.add_argument("--cache", type=Path, default=default_cache)
     parser.add_argument("--voices", default="piper,espeak")
     parser.add_argument("--thresholds", default="0.5,0.7,0.9")
+    parser.add_argument("--fallbacks", default="3,1.5", help="Smart Turn silence fallbacks (s)")
     args = parser.parse_args()
     voices = tuple(v.strip() for v in args.voices.split(",") if v.strip())
     began = time.perf_counter()
@@ -94,14 +97,14 @@ async def main() -> None:
           f"[{time.perf_counter() - began:.0f} s]")
     heard = [await _heard(item) for item in corpus]
     strategies: list[tuple[str, Any]] = [("speech timeout 0.6 s", speech_timeout())]
-    for value in args.thresholds.split(","):
-        threshold = float(value)
-        base = smart_turn(threshold)
-        strategies.append((f"Smart Turn > {threshold:g}", TurnAnalyzer(
-            _smart, threshold, fallback_secs=base.fallback_secs)))
+    for fallback in (float(v) for v in args.fallbacks.split(",")):
+        for threshold in (float(v) for v in args.thresholds.split(",")):
+            smart_turn(threshold, fallback_secs=fallback)  # the model is there, the values fit
+            name = f"Smart Turn > {threshold:g}, {fallback:g} s"
+            strategies.append((name, TurnAnalyzer(_smart, threshold, fallback_secs=fallback)))
     paused = sum(item.kind == "paused" for item in corpus)
     complete = len(corpus) - paused
-    print(f"{'stop strategy':24} {'premature (paused)':>19} {'split (finished)':>17} "
+    print(f"{'stop strategy':28} {'premature (paused)':>19} {'split (finished)':>17} "
           f"{'latency median':>15} {'p90':>6}")
     for name, stop in strategies:
         early, split, latency = 0, 0, []
@@ -115,7 +118,7 @@ async def main() -> None:
             after = [e.t - item.speech_end for e in ends if e.t >= item.speech_end]
             if after:
                 latency.append(after[0])
-        print(f"{name:24} {early:>5}/{paused} = {100 * early / paused:4.0f} % "
+        print(f"{name:28} {early:>5}/{paused} = {100 * early / paused:4.0f} % "
               f"{split:>9}/{complete:<3}    {_pct(latency, 50):>12.3f} s {_pct(latency, 90):.3f} s")
     if _inference:
         threads = _compute.model_threads()
