@@ -134,6 +134,7 @@ class AudioHookClient:
         self.serverseq = 0  # the server's last seq
         self.last_clientseq = 0
         self.position = 0.0  # seconds of audio sent
+        self.paused_at: float | None = None
         self.opened = asyncio.Event()
         self.closed = asyncio.Event()
         self.record = Record()
@@ -295,6 +296,7 @@ class AudioHookClient:
                 if kind == "opened":
                     self.opened.set()
                 elif kind == "pause":
+                    self.paused_at = self.position  # audio sent before this was not paused
                     await self.send("paused")
                 elif kind == "resume":
                     await self.send("resumed", {"start": f"PT{self.position:.3f}S",
