@@ -1,8 +1,11 @@
 """AudioHook figures: the codec's cost per message, and ping -> pong through a real server on
 loopback while N stereo sessions stream at real time (each session's agent echoes the caller's
-audio back, so the outbound packet path runs too).
+audio back, so the outbound packet path runs too). With ``--first-audio N``: N calls to a real
+``voicekit serve --carrier audiohook`` (offline models), each asking the bundled question;
+the time from the end of the question to the agent's first packet.
 
     python bench/audiohook.py --sessions 20 --seconds 10
+    python bench/audiohook.py --first-audio 5
 """
 
 from __future__ import annotations
@@ -89,11 +92,40 @@ async def session(host: str, seconds: float, rtts: list[float], packets: list[in
         assert record.violations == [], record.violations
 
 
+async def first_audio(calls: int) -> None:
+    from test_transport_audiohook_cli import SECRET, question, serve, silence
+
+    q = question()
+    waits: list[float] = []
+    async with serve() as (url, _):
+        for _ in range(calls):
+            client = AudioHookClient(url, api_key="genesys-key", secret=SECRET)
+            async with client:
+                await client.open()
+                await client.stream(q, silence(q.shape[0] / 8000))
+                end = asyncio.get_running_loop().time()
+                quiet = asyncio.create_task(client.stream(silence(60), silence(60)))
+                while not client.record.audio_at:  # noqa: ASYNC110 - frames, not an event
+                    await asyncio.sleep(0.005)
+                waits.append(client.record.audio_at[0] - end)
+                quiet.cancel()
+                await asyncio.gather(quiet, return_exceptions=True)
+                await client.close()
+                await client.ended()
+    print(f"first audio after the end of the question, {calls} calls: median "
+          f"{statistics.median(waits) * 1e3:.0f} ms, p90 {pct(waits, 0.9) * 1e3:.0f} ms, "
+          f"all {[round(w * 1e3) for w in waits]}")
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--first-audio", type=int, default=0, metavar="CALLS")
     args = parser.parse_args()
+    if args.first_audio:
+        await first_audio(args.first_audio)
+        return
     for name, us in codec_costs().items():
         print(f"{name:32s} {us:8.1f} us")
     os.environ["VOICEKIT_AUDIOHOOK_KEYS"] = "bench:"
