@@ -74,7 +74,7 @@ class Kernel:
     async def comm(self, ws: WebSocket) -> None:
         await ws.accept()
         widget = FakeWidget()
-        self.talks.append(vk.notebook.talk(self.bot(), widget=widget))
+        self.talks.append(vk.notebook.talk(self.bot(), widget=widget, lead=1.0))
 
         async def write() -> None:
             while True:
@@ -156,10 +156,10 @@ def test_the_widget_holds_a_spoken_exchange_with_a_barge_in(kernel, tmp_path):
     from test_web_page import REPLY, capture
 
     server, k = kernel
-    mic = capture(tmp_path, ("question", 0), ("quiet", 2.2), ("tone", 1.2), ("quiet", 25))
+    mic = capture(tmp_path, ("question", 0), ("quiet", 1.5), ("tone", 0.6), ("quiet", 25))
     with chromium(mic) as driver:
         driver.get(server.url + "/")
-        wait_for(driver, "return !!window.cell", 15)
+        wait_for(driver, "return document.querySelector('.voicekit-talk')", 20)
         driver.find_element("css selector", ".voicekit-talk").click()
         cleared = wait_for(driver, "return window.cell.voicekit.cleared.length > 0 && "
                            "window.cell.voicekit.cleared", 25)
