@@ -38,6 +38,36 @@ reply audio; the machine's speed varies about ±2× from day to day):
 The rest is the turn detector's pause: the turn ends 0.6 s after the VAD's stop (itself 0.2 s of
 quiet), and the transcript is ready before that unless the CPU is busy. Speculation pays when
 recognition is slow; a shorter pause pays always, at the cost of cutting slow speakers off.
+
+Concurrent calls (issue 9 item 9), the old one-thread, one-lock ``_compute`` (``--old-compute``)
+against the pool (2 workers, 1 thread per model), run one after the other, each pair at about
+the same load average (other jobs shared the 2 cores: load 5–15). Median / p90 of end of speech
+→ first reply audio, seconds, 12 turns per session; cores busy; CPU seconds per turn:
+
+  K  load      old (1 thread under a lock)          pool
+  1  6.6/5.1   1.68 / 2.30  0.40                     1.49 / 1.69  0.36
+  1  6.2/7.2   2.24 / 3.20  0.40                     2.54 / 3.12  0.31
+  1  6.9/5.4   1.49 / 1.95  0.44                     1.15 / 1.56  0.41
+  1  11/12     2.47 / 3.39  0.32  2.22 s/turn        3.35 / 4.73  0.25  1.78 s/turn
+  2  6.9/6.3   1.94 / 2.88  0.72                     1.61 / 2.80  0.67
+  2  7.9/11    2.22 / 5.56  0.71                     3.45 / 5.44  0.49
+  2  14/13     3.30 / 5.09  0.54  2.22 s/turn        3.57 / 5.27  0.50  1.91 s/turn
+  4  6.4/6.3   3.68 / 6.93  0.94                     3.82 / 5.44  0.87
+  4  6.8/7.0   3.58 / 5.93  1.07                     4.08 / 5.25  0.89
+  4  14/13     6.13 / 11.6  0.73                     4.22 / 7.64  0.64
+  4  12/12     6.64 / 10.8  0.64  2.52 s/turn        6.21 / 8.11  0.60  2.38 s/turn
+  4  14/11     5.45 / 9.41  0.77  2.88 s/turn        3.25 / 4.38  0.87  1.63 s/turn
+
+With other jobs keeping the 2 cores busy, the process gets about one core whatever it runs, so
+the pool cannot show the second core at work here; what shows is that the p90 at 4 calls is
+lower in every pair and a turn costs less CPU (no model threads fighting over the cores). The
+medians move within the noise. Two threads per model instead of one
+(``VOICEKIT_MODEL_THREADS=2``): 1.45 / 2.22, 1.99 / 2.95, 1.11 / 1.33 at K = 1 and
+3.81 / 5.44, 4.00 / 5.41 at K = 4 in the same passes; run back to back (load 9–10), one thread
+1.79 / 2.87 (1.86 s CPU per turn) against two 1.86 / 2.76 (2.30 s) at K = 1, and 3.23 / 4.38
+(1.81 s) against 3.76 / 5.26 (2.34 s) at K = 4 — hence one thread per model on 2 cores. At
+K = 4 the calls a turn waits on still wait for a thread (p90 1.8 s for a transcript, 1.4 s for
+a first sentence): a running model call cannot be pre-empted, and the CPU was saturated.
 """
 
 from __future__ import annotations
