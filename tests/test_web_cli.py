@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from web_browser import chromium, wait_for, write_wav
 
 import voicekit as vk
 from voicekit.audio import load
-from web_browser import chromium, wait_for, write_wav
 
 QUESTION = Path(vk.__file__).parent / "data" / "question.wav"
 
