@@ -273,7 +273,10 @@ async def test_barge_in_after_a_tool_round_keeps_the_round_and_the_heard_part():
     )
     bot = agent(llm=llm, tts=tts(), session=session(), tools=[weather])
     cut = ms("Let me check.") + ms("It is sunny in Paris.") + 60
-    result = await run_conversation(bot, [say("weather?"), barge_in("ok", after_audio_ms=cut)])
+    # "hold on", not "ok": "ok" alone is a backchannel, which does not interrupt (issue 12)
+    result = await run_conversation(
+        bot, [say("weather?"), barge_in("hold on", after_audio_ms=cut)]
+    )
     assert result.of(Interrupted)[0].heard == "Let me check. It is sunny in Paris."
     messages = result.session.messages_json()
     assert [m["role"] for m in messages] == [
@@ -370,7 +373,9 @@ async def test_a_tool_call_of_a_cancelled_generation_never_runs():
 
 async def test_a_turn_started_alone_cuts_the_reply_and_the_next_reply_starts_clean():
     llm = scripted_llm("First answer is long. It goes on and on.", "Second answer.")
-    bot = agent(llm=llm, tts=tts(), session=session())
+    # a TurnStarted alone (no words, no end) cuts only with the at-once strategy: the default
+    # pauses the reply until the words (or the turn's end) say whether it was an interruption
+    bot = agent(llm=llm, tts=tts(), session=session(), interruption=vk.Interruption.immediate())
     result = await run_conversation(
         bot, [say("one"), barge_in(after_audio_ms=150), wait(0.01), say("two")]
     )
@@ -529,12 +534,13 @@ async def test_a_plain_string_llm_and_usage_events_pass():
 
     out = await ([TurnEnded("yo")] | agent(llm=llm, tts=tts())).list()
     kinds = [type(x).__name__ for x in out if not isinstance(x, AudioChunk)]
+    # " there." completes the sentence unambiguously: it is spoken before the Usage comes
     assert kinds == [
         "TurnEnded",
         "ReplyStarted",
-        "Usage",
         "Sentence",
         "Mark",
+        "Usage",
         "Finish",
         "SessionUpdated",
     ]

@@ -123,6 +123,11 @@ def kinds(out: list[Any]) -> list[str]:
     return [type(x).__name__ for x in out if not isinstance(x, AudioChunk)]
 
 
+# A bare TurnStarted (no words, no TurnEnded) cuts a reply only with the at-once strategy; the
+# default pauses the reply until the words say whether it was an interruption (issue 12).
+AT_ONCE = vk.Interruption.immediate()
+
+
 def bot(*replies: Any, **options: Any) -> vk.Stage:
     return agent(llm=scripted_llm(*replies), tts=tones(), preemptive=False, **options)
 
@@ -266,7 +271,9 @@ async def test_a_tool_round_not_heard_before_the_barge_in_is_recorded_without_it
     carrier.send(TurnEnded("weather?"))
     llm = scripted_llm(["Let me check. ", ToolCall("c1", "lookup", "{}")], f"{A} {B}")
     task = asyncio.ensure_future(
-        carrier.run(agent(llm=llm, tts=tones(), tools=[lookup], preemptive=False))
+        carrier.run(
+            agent(llm=llm, tts=tones(), tools=[lookup], preemptive=False, interruption=AT_ONCE)
+        )
     )
     await carrier.until(lambda: len(carrier.held) == 3)
     carrier.send(Played("1-1"), Played("1-2"), TurnStarted(4.0))  # "Let me check." and A heard
@@ -283,7 +290,9 @@ async def test_a_tool_round_not_heard_before_the_barge_in_is_recorded_without_it
     carrier.send(TurnEnded("weather?"))
     llm = scripted_llm(["Let me check. ", ToolCall("c1", "lookup", "{}")], f"{A} {B}")
     task = asyncio.ensure_future(
-        carrier.run(agent(llm=llm, tts=tones(), tools=[lookup], preemptive=False))
+        carrier.run(
+            agent(llm=llm, tts=tones(), tools=[lookup], preemptive=False, interruption=AT_ONCE)
+        )
     )
     await carrier.until(lambda: len(carrier.held) == 3)
     carrier.send(TurnStarted(4.0))
@@ -332,7 +341,11 @@ async def test_interrupted_comes_at_once_even_when_closing_the_reply_takes_a_whi
 
     carrier.see = see  # type: ignore[method-assign]
     task = asyncio.ensure_future(
-        carrier.run(agent(llm=llm, tts=tones(), tools=[slow_to_stop], preemptive=False))
+        carrier.run(
+            agent(
+                llm=llm, tts=tones(), tools=[slow_to_stop], preemptive=False, interruption=AT_ONCE
+            )
+        )
     )
     await carrier.until(lambda: any(isinstance(x, Mark) for x in carrier.out))
     await asyncio.sleep(0.1)  # the tool is running

@@ -75,7 +75,15 @@ async def test_three_replies_play_in_real_time_and_barge_ins_keep_only_the_heard
         f"{S[0]} {S[1]} {S[2]}",  # reply 2: cut in its second sentence
         f"{S[1]} {S[2]} {S[3]}",  # reply 3: cut in its third sentence
     )
-    bot = agent(llm=llm, tts=tones(), session=vk.Session(call_id="pacing"), preemptive=False)
+    # the last cut is a bare TurnStarted (no words, no end): a cut only with the at-once
+    # strategy (the default pauses until words say it is an interruption)
+    bot = agent(
+        llm=llm,
+        tts=tones(),
+        session=vk.Session(call_id="pacing"),
+        preemptive=False,
+        interruption=vk.Interruption.immediate(),
+    )
     listener = Listener()
     loop = asyncio.get_running_loop()
     origin = loop.time()

@@ -167,7 +167,9 @@ async def main():
 
     started = Flag()
     llm = scripted_llm([ToolCall("c1", "slow_lookup", "{}")], "Unused.")
-    bot = vk.agent(llm=llm, tts=vk.tts.tones(), tools=[slow_lookup])
+    bot = vk.agent(
+        llm=llm, tts=vk.tts.tones(), tools=[slow_lookup], interruption=vk.Interruption.immediate()
+    )
 
     async def caller():
         yield TurnStarted(0.0)

@@ -28,6 +28,7 @@ from ._errors import (
     VoicekitError,
 )
 from ._frozen import FrozenDict, freeze, thaw
+from ._interruption import Interruption
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
@@ -77,6 +78,7 @@ __all__ = [
     "FrozenDict",
     "HistoryWindow",
     "Interrupted",
+    "Interruption",
     "Mark",
     "Played",
     "ProtocolError",

@@ -28,15 +28,35 @@ only audio out is the agent's own voice).
 
 Barge-in
 --------
-A ``TurnStarted`` (or a ``TurnEnded``) that arrives during a reply cancels it at once: the LLM
-request (also while it waits for its first byte), the TTS call and a running tool are
-cancelled, and no further audio of that reply is yielded. Then come the ``TurnStarted``,
-``Interrupted(heard)`` and ``SessionUpdated``; the reply to the next ``TurnEnded`` starts from
-that Session. A tool call of a cancelled generation never runs. (An ``async`` tool is cancelled
-with the reply; a plain function runs in a daemon thread of its own, which cannot be stopped:
-it runs to its end and its result is dropped, but it never delays the end of ``asyncio.run``
-or of the process — a side effect it had not finished by then is lost, so a tool that must
-finish should be ``async`` or safe to repeat.)
+A cough, a laugh or an "uh-huh" over a reply is not an interruption, so the agent decides with a
+strategy, ``interruption=`` (an :class:`~voicekit.Interruption` value). By default a
+``SpeechStarted`` or ``TurnStarted`` during a reply *pauses* it: nothing more of it is yielded (the
+reply's output waits; a carrier plays on what it has already buffered). Then
+
+* **cut**: once the user's words — a ``Transcript``, a ``TurnPending`` or the ``TurnEnded`` — hold
+  one word that is not a backchannel ("stop", "wait", "no"), or the speech has lasted ``min_speech``
+  seconds of stream time when that is set;
+* **resume**, from exactly where it was, when the speech is over with no such words: the
+  recogniser's final transcript came with only backchannels or nothing (``""``, ``[coughs]``),
+  ``resume_after`` seconds of stream time passed after the ``SpeechStopped`` with no answer, the
+  turn ended (``TurnEnded`` with no such words), or the inbound stream ended. The audio resumes on
+  the outbound clock at the later of where it stopped and the inbound time. That user turn is not
+  answered and not recorded in the Session (its items are passed on as always): the caller was
+  listening, and an "uh-huh" in the history would only sit between the question and the answer.
+  Since nothing was yielded during the pause, what was heard is exactly what was heard when the user
+  began (with an acknowledging carrier, its marks decide as always).
+
+With ``Interruption.immediate()`` (``Interruption(min_words=0)``) the old rule holds: a
+``TurnStarted`` (or a ``TurnEnded``) during a reply cuts it at once, whatever it turns out to be. A
+cut cancels the reply: the LLM request (also while it waits for its first byte), the TTS call and a
+running tool are cancelled, and no further audio of that reply is yielded. Then come the item that
+decided (``TurnStarted``/``TurnEnded``; a transcript comes after), ``Interrupted(heard, t)`` (``t``:
+when the user began to speak) and ``SessionUpdated``; the reply to the next ``TurnEnded`` starts
+from that Session. A tool call of a cancelled generation never runs. (An ``async`` tool is cancelled
+with the reply; a plain function runs in a daemon thread of its own, which cannot be stopped: it
+runs to its end and its result is dropped, but it never delays the end of ``asyncio.run`` or of the
+process — a side effect it had not finished by then is lost, so a tool that must finish should be
+``async`` or safe to repeat.)
 
 History: what was heard
 -----------------------
@@ -161,6 +181,7 @@ from ._agent_tools import Tool, run_tool, tool, tools_of
 from ._compute import settle
 from ._errors import ConfigError, ProviderResponseError, ProviderTimeout, StageError
 from ._http import new_client
+from ._interruption import Interruption
 from ._secrets import redact
 from .events import (
     AudioChunk,
@@ -175,9 +196,11 @@ from .events import (
     Sentence,
     SessionUpdated,
     SpeechStarted,
+    SpeechStopped,
     Token,
     ToolCall,
     ToolResult,
+    Transcript,
     TurnEnded,
     TurnPending,
     TurnStarted,
@@ -221,6 +244,9 @@ NOT_OFFERED_RESULT = json.dumps({"error": "no such tool: tools were not offered"
 """The tool result recorded for a call made when the agent has no tools."""
 
 
+_DEFAULT_INTERRUPTION = Interruption()
+
+
 @dataclass(frozen=True, slots=True)
 class _Config:
     llm: Callable[..., Any]
@@ -239,6 +265,7 @@ class _Config:
     filler: str | None = None
     filler_after: float = 1.5
     history: HistoryWindow | None = None  # what of the Session is sent to the LLM
+    interruption: Interruption = _DEFAULT_INTERRUPTION
 
 
 class _Heard:
@@ -876,6 +903,50 @@ class _Speculation(_Running):
             self.text = text
 
 
+class _Pause:
+    """A reply paused because the user started to speak over it, until the strategy says
+    whether that was an interruption (``"cut"``) or not (``"resume"``).
+
+    ``t`` is when the speech began; ``since`` when the current stretch of speech began and
+    ``stopped`` when it stopped (stream time); ``answered`` whether the recogniser's final
+    transcript of that speech came (with no words that count).
+    """
+
+    __slots__ = ("answered", "since", "speaking", "stopped", "t")
+
+    def __init__(self, t: float) -> None:
+        self.t = t
+        self.since = t
+        self.speaking = True
+        self.stopped: float | None = None
+        self.answered = False
+
+    def judge(self, item: Any, strategy: Interruption, now: float) -> str | None:
+        """What ``item`` (an inbound item; ``now`` is the stream time) says: "cut", "resume"
+        or None (not known yet)."""
+        if isinstance(item, SpeechStarted):
+            if not self.speaking:
+                self.speaking, self.since, self.stopped, self.answered = True, item.t, None, False
+        elif isinstance(item, SpeechStopped):
+            self.speaking, self.stopped, self.answered = False, item.t, False
+        elif isinstance(item, Transcript | TurnPending | TurnEnded):
+            if strategy.confirms(item.text):
+                return "cut"
+            if isinstance(item, TurnEnded):
+                return "resume"  # the turn is over, and it was no interruption
+            if isinstance(item, Transcript) and item.final and not self.speaking:
+                self.answered = True
+        if self.speaking:
+            if strategy.min_speech is not None and now - self.since >= strategy.min_speech:
+                return "cut"
+            return None
+        if self.answered:
+            return "resume"
+        if self.stopped is not None and now - self.stopped >= strategy.resume_after:
+            return "resume"
+        return None
+
+
 async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[Any]:
     session = cfg.session
     client: Any = cfg.client
@@ -889,6 +960,9 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
     spec: _Speculation | None = None
     acks = False  # whether the transport acknowledges marks (CallStarted.acknowledges)
     replies = 0  # replies that have yielded a mark so far (for mark names)
+    strategy = cfg.interruption
+    pause: _Pause | None = None  # the reply in flight is paused: the user speaks over it
+    skip_turn = False  # the turn in progress was a backchannel over a reply: no answer to it
     try:
         if cfg.first_message:
             state = _Reply(session)
@@ -923,12 +997,12 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     f
                     for f in (
                         pull_src,
-                        running.pull if running is not None else None,
+                        running.pull if running is not None and pause is None else None,
                         spec.pull if spec is not None else None,
                     )
                     if f is not None
                 ]
-                held = running is not None and bool(running.buffer)
+                held = running is not None and bool(running.buffer) and pause is None
                 if waiting and not held and not any(f.done() for f in waiting):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if pull_src is not None and pull_src.done():
@@ -936,32 +1010,81 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 try:
                     item = done.result()
                 except StopAsyncIteration:
+                    pause = None  # nothing more can say it was an interruption: on it goes
                     continue  # the source ended: the reply in flight may finish
                 pull_src = asyncio.ensure_future(anext(src))
                 clock.see(item)
                 if spec is not None and _user_went_on(item, spec):
                     await spec.close()  # silently: nothing of it was heard or recorded
                     spec = None
+                # the barge-in strategy: pause on speech over a reply, then cut or resume
+                verdict = None
+                if running is None:
+                    pause = None
+                elif strategy.cuts_at_once:
+                    if isinstance(item, TurnStarted | TurnEnded):
+                        verdict = "cut"
+                else:
+                    if pause is None and isinstance(item, SpeechStarted | TurnStarted):
+                        pause = _Pause(item.t)
+                    if pause is not None:
+                        verdict = pause.judge(item, strategy, clock.inbound)
+                    elif isinstance(item, TurnEnded):  # a turn with no start seen: its words
+                        verdict = "cut" if strategy.confirms(item.text) else "resume"
+                if verdict == "resume":
+                    pause = None
+                    skip_turn = True  # the turn it belongs to gets no answer
+                    clock.end = max(clock.end, clock.inbound)  # on it goes from now
+                elif isinstance(item, TurnStarted):
+                    skip_turn = False  # a new turn
+                if isinstance(item, TurnEnded | TurnPending) and skip_turn:
+                    skip = verdict == "resume" or not strategy.confirms(item.text)
+                else:
+                    skip = False
+                if isinstance(item, TurnEnded):
+                    skip_turn = False
+                if verdict == "cut" and running is not None:
+                    # Interrupted at once (a transport clears the line on it); then the reply
+                    # is closed and recorded as heard up to here. Nothing was sent since the
+                    # pause, so what was heard is what was heard when the user began.
+                    cut, heard = running, _join(running.state.said)
+                    at = pause.t if pause is not None else getattr(item, "t", clock.inbound)
+                    pause = None
+                    cut.state.cancelled = True
+                    if cut.pull is not None:
+                        cut.pull.cancel()  # nothing more of it runs (no tool starts)
+                    if isinstance(item, TurnStarted | TurnEnded):
+                        yield item
+                    yield Interrupted(heard, at)
+                    running = None
+                    session = await cut.stop()
+                    yield SessionUpdated(session)
+                    if not isinstance(item, TurnStarted | TurnEnded):
+                        if not isinstance(item, AudioChunk):
+                            yield item
+                        continue
+                    cut_here = True
+                else:
+                    cut_here = False
                 if isinstance(item, TurnPending):
                     yield item
-                    if cfg.preemptive and spec is None and running is None and item.text.strip():
+                    if (
+                        cfg.preemptive
+                        and spec is None
+                        and running is None
+                        and item.text.strip()
+                        and not skip
+                    ):
                         spec = _Speculation(cfg, session, item.text, client)
                 elif isinstance(item, TurnStarted | TurnEnded):
-                    if running is not None:
-                        # Interrupted at once (a transport clears the line on it); then the
-                        # reply is closed and recorded as heard up to here
-                        cut, heard = running, _join(running.state.said)
-                        cut.state.cancelled = True
-                        if cut.pull is not None:
-                            cut.pull.cancel()  # nothing more of it runs (no tool starts)
+                    if not cut_here:
                         yield item
-                        yield Interrupted(heard, item.t)
-                        running = None
-                        session = await cut.stop()
-                        yield SessionUpdated(session)
-                    else:
-                        yield item
-                    if isinstance(item, TurnEnded) and item.text.strip():
+                    if (
+                        isinstance(item, TurnEnded)
+                        and item.text.strip()
+                        and running is None
+                        and not skip
+                    ):
                         if spec is not None and spec.origin is session:
                             spec.promote(item.text)  # same words: _user_went_on kept it
                             running, spec = spec, None
@@ -997,6 +1120,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                 continue
             if spec is not None and spec.hold():
                 continue
+            if pause is not None:
+                continue  # the reply's output waits (its pull stays done, unhandled)
             pulled = running.ready() if running is not None else None
             if running is not None and pulled is not None:
                 try:
@@ -1125,6 +1250,7 @@ def agent(
     llm_deadline: float | None = 30.0,
     filler: str | None = None,
     filler_after: float = 1.5,
+    interruption: Interruption | None = None,
 ) -> Stage[Any, Any]:
     """The conversation loop as a stage: user turns in, reply audio and events out.
 
@@ -1153,6 +1279,11 @@ def agent(
     None turns either off. ``filler`` (e.g. ``"One moment."``): spoken once in a reply whose
     first token has not come ``filler_after`` seconds after its start; heard, but never
     recorded as the LLM's words (it does not stop the deadline's clock).
+
+    ``interruption``: the barge-in strategy, an :class:`~voicekit.Interruption` (the default,
+    ``Interruption()``, pauses the reply when the user speaks over it, cuts it on a word that
+    is not a backchannel and resumes it otherwise); ``Interruption.immediate()`` cuts it at the
+    first ``TurnStarted``.
 
     See the module documentation for what comes out and how history is recorded.
 
@@ -1191,6 +1322,13 @@ def agent(
     after = _seconds("filler_after", filler_after, none=False)
     if filler is not None and not isinstance(filler, str):
         raise ConfigError(f"agent: filler must be a str or None, got {type(filler).__name__}")
+    if interruption is None:
+        interruption = _DEFAULT_INTERRUPTION
+    elif not isinstance(interruption, Interruption):
+        raise ConfigError(
+            "agent: interruption must be an Interruption (e.g. voicekit.Interruption.immediate()), "
+            f"got {type(interruption).__name__}"
+        )
     try:
         window = HistoryWindow.of(history)
     except ConfigError as exc:
@@ -1212,6 +1350,7 @@ def agent(
         llm_deadline=llm_deadline,
         filler=filler.strip() or None if filler is not None else None,
         filler_after=after or 0.0,
+        interruption=interruption,
     )
     return Stage.of(_run, "agent", cfg=cfg)
 
