@@ -209,7 +209,8 @@ async def test_a_barge_in_sends_clear_and_keeps_only_what_was_heard(tmp_path):
     scenario = parse(
         {"name": "barge in", "steps": [
             {"say": "q.wav"}, {"wait_for": AUDIO}, {"wait": 2.0}, {"say": "stop.wav"},
-            {"expect": "clear"}, {"wait": 1.5},
+            # the reply pauses at once; the clear comes when the words say "stop" (issue 12)
+            {"wait": 1.0}, {"expect": "clear"}, {"wait": 1.5},
         ]},
         base_dir=tmp_path,
     )
