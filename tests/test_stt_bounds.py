@@ -208,7 +208,9 @@ async def test_a_70_s_utterance_is_cut_into_bounded_pieces_by_every_stage(
 
     server.transcripts.extend(["one", "two", "three"])
     await (items | stt.openai_stt(endpoint=server.base_url)).list()
-    check_pieces([u.wav.samples.shape[0] for u in server.uploads if u.wav], audio, 30)
+    uploaded = [u.wav.samples.shape[0] for u in server.uploads if u.wav]
+    # requests may overlap, so the server may see them in another order: the same pieces
+    assert sorted(uploaded) == sorted(heard.lengths)
 
 
 async def test_the_limit_is_configurable() -> None:
