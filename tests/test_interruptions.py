@@ -19,10 +19,12 @@ import pytest
 import voicekit as vk
 from voicekit import (
     AudioChunk,
+    CallStarted,
     ConfigError,
     Interrupted,
     Interruption,
     Mark,
+    Played,
     ReplyStarted,
     Sentence,
     SessionUpdated,
@@ -286,6 +288,52 @@ async def test_min_speech_cuts_a_long_stretch_of_speech_before_any_words() -> No
     assert cut == Interrupted(S1, 1.0)
     out = await user.end()
     assert sentence_audio(out, 1) == 0
+
+
+async def over_a_reply_all_sent(words: str) -> list[Any]:
+    """An acknowledging carrier (AudioHook's send clock): the whole reply is handed on, the
+    user starts to speak while its marks are pending, then every mark comes back as played
+    while the reply is paused; then the recogniser's ``words`` of that speech arrive."""
+    tts = Gated()
+    user = User(agent(llm=llm_for(REPLY, "It is noon."), tts=tts.stage(), preemptive=False))
+    user.send(CallStarted("c1", "test", acknowledges=True))
+    user.send(TurnStarted(0.0), TurnEnded("count for me", 0.5))
+    for k in range(3):
+        tts.open(k)
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S3)  # all its audio is out
+    for _ in range(50):
+        await asyncio.sleep(0)  # and its end: only its marks are pending now
+    user.send(SpeechStarted(1.0), TurnStarted(1.0))  # the caller talks over its end
+    for name in ("1-1", "1-2", "1-3"):
+        await user.passed(Played(name, 1.2))  # the carrier played all it had
+    user.send(SpeechStopped(1.6), Transcript(words, True, 1.0))
+    user.send(TurnEnded(words, 2.0))
+    tts.open("It is noon.")
+    if words == "What time is it?":
+        await user.until(lambda x: isinstance(x, Mark) and x.text == "It is noon.")
+        await user.passed(Played("2-1", 3.0))
+    else:
+        await user.passed(Played("1-x", 2.5))
+    return await user.end()
+
+
+async def test_a_reply_whose_marks_all_come_back_during_the_pause_is_still_cut_by_words() -> None:
+    # the regression of the AudioHook barge-in: the reply ended while paused, then the words
+    out = await over_a_reply_all_sent("What time is it?")
+    cut = [x for x in out if isinstance(x, Interrupted)]
+    assert cut == [Interrupted(REPLY, 1.0)]  # the transport sends barge_in on it
+    recorded = messages(out)
+    assert recorded[1] == {"role": "assistant", "content": REPLY, "interrupted": True}
+    assert [m["content"] for m in recorded[2:]] == ["What time is it?", "It is noon."]
+
+
+async def test_a_backchannel_over_the_end_of_a_reply_all_sent_is_no_interruption() -> None:
+    out = await over_a_reply_all_sent("Uh-huh.")
+    assert not any(isinstance(x, Interrupted) for x in out)
+    assert messages(out) == [
+        {"role": "user", "content": "count for me"},
+        {"role": "assistant", "content": REPLY},
+    ]
 
 
 def test_strategy_values() -> None:

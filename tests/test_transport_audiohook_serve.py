@@ -105,7 +105,9 @@ async def test_a_stereo_audio_connector_call_with_barge_in_dtmf_and_transfer(key
             await asyncio.gather(quiet, return_exceptions=True)
             assert len(client.record.audio) >= 5, "the agent never answered"
             barge = client.expect("event")
-            await client.stream(tone(0.8, 400), silence(0.8))
+            # the caller talks over it, then is quiet (the line carries audio on, as Genesys's
+            # does): the pause after the words ends the speech, and its words ("stop") cut it
+            await client.stream(np.concatenate([tone(0.8, 400), silence(0.8)]), silence(1.6))
             try:
                 event = await asyncio.wait_for(barge, 10)
             except TimeoutError:

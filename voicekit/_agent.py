@@ -970,9 +970,11 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
             yield ReplyStarted(None)
         pull_src = asyncio.ensure_future(anext(src))
         while pull_src is not None or running is not None:
-            if running is not None and running.state.ended:
+            if running is not None and running.state.ended and pause is None:
                 # its last output is in: it is recorded once all it said was heard (or never
-                # can be: the inbound stream is over)
+                # can be: the inbound stream is over). Not while paused: the user began to
+                # speak over it, and their words still decide whether it was interrupted
+                # (its audio may all be out and heard by now: a carrier plays what it holds)
                 ended = running.state
                 if not (acks and ended.unheard and pull_src is not None):
                     finished, running = running, None
