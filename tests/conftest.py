@@ -16,6 +16,19 @@ from pathlib import Path
 import pytest
 
 # =============================================================================================
+# LLM test servers (owner: LLM providers) — a scripted SSE server and the aimock npm peer
+# =============================================================================================
+
+sys.path.insert(0, str(Path(__file__).parent))  # make tests/servers importable as ``servers``
+
+from servers.sse_server import SSEServer
+
+PEERS = Path(__file__).parent / "peers"
+AIMOCK_CLI = PEERS / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"
+AIMOCK_FIXTURES = PEERS / "aimock-fixtures.json"
+
+
+# =============================================================================================
 # Tests that load llama.cpp in this process run last
 # =============================================================================================
 
@@ -30,19 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     late = [item for item in items if item.path.name in LOADS_LLAMA_IN_PROCESS]
     if late:
         items[:] = [item for item in items if item.path.name not in LOADS_LLAMA_IN_PROCESS] + late
-
-
-# =============================================================================================
-# LLM test servers (owner: LLM providers) — a scripted SSE server and the aimock npm peer
-# =============================================================================================
-
-sys.path.insert(0, str(Path(__file__).parent))  # make tests/servers importable as ``servers``
-
-from servers.sse_server import SSEServer
-
-PEERS = Path(__file__).parent / "peers"
-AIMOCK_CLI = PEERS / "node_modules" / "@copilotkit" / "aimock" / "dist" / "cli.js"
-AIMOCK_FIXTURES = PEERS / "aimock-fixtures.json"
 
 
 @pytest.fixture

