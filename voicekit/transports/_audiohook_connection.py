@@ -32,7 +32,15 @@ from ..events import CallStarted, Interrupted, Mark, Played
 from ..ops import Flow
 from ..session import Session
 from ._codec import Codec, WireMessage
-from ._connection import _Cell, _Inbound, _Outbound, _receive, _Socket
+from ._connection import (
+    _Cell,
+    _hand_over,
+    _Inbound,
+    _Outbound,
+    _receive,
+    _run_on_call,
+    _Socket,
+)
 from .audiohook import AudioHookState, Disconnect, Outgoing, RateLimited, disconnect
 
 __all__ = ["AudioHookCall", "run_session"]
@@ -300,7 +308,9 @@ async def run_session(
                 inbound.end("closed")  # we ended it (the agent finished)
 
     receiving = asyncio.create_task(receive(), name=f"voicekit receive {session.call_id}")
-    running = asyncio.create_task(_run(on_call, call), name=f"voicekit call {session.call_id}")
+    running = asyncio.create_task(
+        _run_on_call(on_call, call), name=f"voicekit call {session.call_id}"
+    )
     result: Any = None
     try:
         done, _ = await asyncio.wait({receiving, running}, return_when=asyncio.FIRST_COMPLETED)
@@ -319,21 +329,5 @@ async def run_session(
             await _finish(protocol, websocket, close_timeout)
         await socket.close()
     final = result if isinstance(result, Session) else outbound.session or session
-    if on_end is not None:
-        try:
-            value = on_end(final)
-            if asyncio.iscoroutine(value):
-                await value
-        except Exception as exc:
-            _log.error("on_end failed for call %s: %s", final.call_id, redact(repr(exc)))
+    await _hand_over(final, on_end)
     return final
-
-
-async def _run(on_call: Callable[[AudioHookCall], Awaitable[Any]], call: AudioHookCall) -> Any:
-    try:
-        return await on_call(call)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        _log.error("call %s failed: %s", call.session.call_id, redact(repr(exc)))
-        return None

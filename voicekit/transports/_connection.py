@@ -428,15 +428,21 @@ async def run_call(
         await socket.close()
         result = outcome[0]
     final = result if isinstance(result, Session) else outbound.session or session
+    await _hand_over(final, on_end)
+    return final
+
+
+async def _hand_over(final: Session, on_end: Callable[[Session], Any] | None) -> None:
+    """Give the call's final Session to ``on_end`` (sync or async); its failure is logged."""
     if on_end is not None:
         try:
             await _maybe_await(on_end(final))
         except Exception as exc:
             _log.error("on_end failed for call %s: %s", final.call_id, redact(repr(exc)))
-    return final
 
 
-async def _run_on_call(on_call: Callable[[Call], Awaitable[Any]], call: Call) -> Any:
+async def _run_on_call(on_call: Callable[[Any], Awaitable[Any]], call: Any) -> Any:
+    """Run the user's ``on_call``; a failure ends only this call, logged (redacted)."""
     try:
         return await on_call(call)
     except asyncio.CancelledError:
