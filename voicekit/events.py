@@ -33,11 +33,13 @@ __all__ = [
     "Dtmf",
     "Event",
     "Finish",
+    "HangUp",
     "Interrupted",
     "Mark",
     "Played",
     "ReplyFailed",
     "ReplyStarted",
+    "SendDtmf",
     "Sentence",
     "SessionUpdated",
     "SpeechStarted",
@@ -47,6 +49,7 @@ __all__ = [
     "ToolCall",
     "ToolResult",
     "Transcript",
+    "TransferCall",
     "TurnEnded",
     "TurnPending",
     "TurnStarted",
@@ -367,6 +370,36 @@ class CallEnded:
     t: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class HangUp:
+    """The agent ends the call. A transport acts on it once everything the agent sent before it
+    has been played (by the carrier's acknowledgements where there are some), so a goodbye is
+    heard whole: Twilio/Telnyx/Plivo through the carrier's REST API, AudioHook with a
+    ``disconnect``. ``variables`` are handed back to the platform where it takes them
+    (AudioHook's ``outputVariables``: strings only)."""
+
+    reason: str = "completed"
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TransferCall:
+    """The agent hands the call to ``to`` (a phone number or SIP address), after everything sent
+    before it has been played: Twilio a REST update with ``<Dial>``, Telnyx a transfer,
+    AudioHook a ``disconnect`` with ``action: transfer`` in ``outputVariables``."""
+
+    to: str
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SendDtmf:
+    """The agent presses keypad keys ``digits`` on the call (to navigate a menu), where the
+    carrier allows it."""
+
+    digits: str
+
+
 Event = (
     AudioChunk
     | SpeechStarted
@@ -392,5 +425,8 @@ Event = (
     | CallStarted
     | Dtmf
     | CallEnded
+    | HangUp
+    | TransferCall
+    | SendDtmf
 )
 """Any item a voicekit stage yields."""
