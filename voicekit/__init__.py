@@ -29,6 +29,7 @@ from ._errors import (
 )
 from ._frozen import FrozenDict, freeze, thaw
 from ._interruption import Interruption
+from ._metrics import TurnMetrics
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
@@ -112,6 +113,7 @@ __all__ = [
     "Transcript",
     "TransferCall",
     "TurnEnded",
+    "TurnMetrics",
     "TurnPending",
     "TurnStarted",
     "Usage",

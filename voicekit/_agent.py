@@ -182,7 +182,9 @@ from ._compute import settle
 from ._errors import ConfigError, ProviderResponseError, ProviderTimeout, StageError
 from ._http import new_client
 from ._interruption import Interruption
+from ._observe import observed
 from ._secrets import redact
+from ._tracing import resolve_tracer
 from .events import (
     AudioChunk,
     CallEnded,
@@ -1253,6 +1255,8 @@ def agent(
     filler: str | None = None,
     filler_after: float = 1.5,
     interruption: Interruption | None = None,
+    metrics: bool = False,
+    tracer: Any = None,
 ) -> Stage[Any, Any]:
     """The conversation loop as a stage: user turns in, reply audio and events out.
 
@@ -1286,6 +1290,13 @@ def agent(
     ``Interruption()``, pauses the reply when the user speaks over it, cuts it on a word that
     is not a backchannel and resumes it otherwise); ``Interruption.immediate()`` cuts it at the
     first ``TurnStarted``.
+
+    ``metrics=True``: right after the ``SessionUpdated`` that ends each reply to a user turn,
+    yield a :class:`~voicekit.TurnMetrics` of that turn (its milestones, tokens, tool time,
+    barge-in, failures, call id). ``tracer``: an OpenTelemetry tracer (or ``True`` for the
+    global provider's; ``pip install voicekit[otel]``) that gets a span per call, turn, LLM
+    request, TTS sentence, STT wait and tool call. Both are off by default and then cost
+    nothing: see :mod:`voicekit._observe`.
 
     See the module documentation for what comes out and how history is recorded.
 
@@ -1354,6 +1365,11 @@ def agent(
         filler_after=after or 0.0,
         interruption=interruption,
     )
+    if not isinstance(metrics, bool):
+        raise ConfigError(f"agent: metrics must be True or False, got {metrics!r}")
+    tracer = resolve_tracer(tracer)
+    if metrics or tracer is not None:
+        return Stage.of(observed, "agent", cfg=cfg, run=_run, metrics=metrics, tracer=tracer)
     return Stage.of(_run, "agent", cfg=cfg)
 
 

@@ -20,7 +20,18 @@ The milestones, in pipeline order:
 * ``first_sentence``: the first sentence was complete (where
   :class:`~voicekit.text.SentenceSplitter` releases it from the tokens, or a
   :class:`~voicekit.Sentence` seen before the first audio, whichever came first);
-* ``first_audio``: the first reply audio came out of the agent.
+* ``first_audio``: the first reply audio came out of the agent;
+* ``first_played``: the caller began to hear it — from the transport's
+  :class:`~voicekit.Played` acknowledgement of the reply's first :class:`~voicekit.Mark`, less
+  the audio before that mark (a carrier plays in real time); ``None`` without acknowledgements.
+
+Besides the milestones, a :class:`TurnMetrics` counts what the reply cost and how it went: the
+LLM's tokens (summed over the reply's :class:`~voicekit.Usage` events), the seconds its tools ran
+(:class:`ToolRun` items, noted by ``agent(metrics=True)``), whether the user cut it (barge-in) and
+the kinds of its :class:`~voicekit.ReplyFailed` events.
+
+``agent(metrics=True)`` yields a :class:`TurnMetrics` into the stream right after the
+:class:`~voicekit.SessionUpdated` of every reply to a user turn: see :mod:`voicekit._observe`.
 """
 
 from __future__ import annotations
@@ -32,8 +43,12 @@ from typing import Any
 
 from .events import (
     AudioChunk,
+    CallStarted,
     Finish,
     Interrupted,
+    Mark,
+    Played,
+    ReplyFailed,
     ReplyStarted,
     Sentence,
     SessionUpdated,
@@ -45,10 +60,11 @@ from .events import (
     TurnEnded,
     TurnPending,
     TurnStarted,
+    Usage,
 )
 from .text import SentenceSplitter
 
-__all__ = ["MILESTONES", "TurnMetrics", "turn_metrics"]
+__all__ = ["MILESTONES", "ToolRun", "TurnMetrics", "turn_metrics"]
 
 MILESTONES: tuple[tuple[str, str], ...] = (
     ("vad_stop", "VAD stop"),
@@ -62,15 +78,56 @@ MILESTONES: tuple[tuple[str, str], ...] = (
 
 
 @dataclass(frozen=True, slots=True)
-class TurnMetrics:
-    """When each milestone of one user turn and its reply passed, in the timeline's seconds.
+class ToolRun:
+    """A timeline item: tool ``name`` ran from ``start`` to ``end`` (the timeline's seconds);
+    ``error`` is its exception's text when it raised, ``cancelled`` True when a barge-in
+    cancelled it. ``agent(metrics=True)`` notes one per call it runs."""
 
-    See the module documentation for the milestones. Besides them: ``speech_start`` (the user
-    began), ``speech_end_t`` (the end of speech in stream time), ``reply_start`` (the agent
-    began the reply), ``audio_end`` (where the reply's audio ends if played from
-    ``first_audio`` on, cut at a barge-in), ``interrupted``, ``tool_calls`` (made before the
-    first token), ``sentence`` (the first sentence) and ``text`` (the user's turn). A milestone
-    not seen is ``None``.
+    name: str
+    start: float
+    end: float
+    error: str | None = None
+    cancelled: bool = False
+
+    @property
+    def seconds(self) -> float:
+        return max(0.0, self.end - self.start)
+
+
+@dataclass(frozen=True, slots=True)
+class TurnMetrics:
+    """One user turn and its reply, measured: a frozen value, and an event in the stream.
+
+    ``agent(metrics=True)`` (or ``voice_agent(..., metrics=True)``) yields one right after the
+    :class:`~voicekit.SessionUpdated` that ends each reply to a user turn (not the greeting),
+    also when the reply was cut by a barge-in or failed. Its times are seconds on one clock —
+    for the agent's, seconds since the agent started (the call began) on
+    ``time.perf_counter``; for :func:`turn_metrics`, the timeline's — so read them as
+    differences: :attr:`voice_to_voice`, :meth:`since_end`, :meth:`steps`, :meth:`spans`.
+    A milestone not seen is ``None``.
+
+    The milestones, in order (see the module documentation for how each is placed):
+    ``speech_start`` (the user began), ``speech_end`` (the end of their speech; ``speech_end_t``
+    the same in stream time), ``vad_stop``, ``transcript``, ``turn_end``, ``reply_start`` (the
+    agent began the reply: its :class:`~voicekit.ReplyStarted`), ``llm_first_token``,
+    ``first_sentence``, ``first_audio`` (the first reply audio left the agent),
+    ``first_played`` (the caller began to hear it, from the transport's
+    :class:`~voicekit.Played`; ``None`` without acknowledgements), ``audio_end`` (where the
+    reply's audio ends if played from ``first_audio`` on, cut at a barge-in) and ``reply_end``
+    (its ``SessionUpdated``).
+
+    What it cost and how it went: ``call_id`` (the Session's; never the caller's number),
+    ``text`` (the user's turn), ``sentence`` (the reply's first sentence), ``tool_calls`` (made
+    before the first token), ``tool_seconds`` (seconds the reply's tools ran, 0.0 when none ran
+    or when nothing timed them), ``input_tokens``/``output_tokens``/``cached_tokens`` (summed
+    over the reply's LLM requests' :class:`~voicekit.Usage`; ``cached_tokens`` is part of
+    ``input_tokens``), ``interrupted`` (a barge-in cut the reply; also :attr:`barge_in`) and
+    ``errors`` (the ``source`` of each :class:`~voicekit.ReplyFailed` of the reply, in order:
+    ``"llm"``, ``"tts"``, ``"tool"``; empty when it went well).
+
+    >>> m = TurnMetrics(call_id="CA1", speech_end=1.0, first_audio=1.8, input_tokens=12)
+    >>> m.voice_to_voice, m.barge_in, m.errors
+    (0.8, False, ())
     """
 
     text: str = ""
@@ -88,6 +145,19 @@ class TurnMetrics:
     interrupted: bool = False
     tool_calls: int = 0
     sentence: str = ""
+    call_id: str = ""
+    first_played: float | None = None
+    reply_end: float | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    tool_seconds: float = 0.0
+    errors: tuple[str, ...] = ()
+
+    @property
+    def barge_in(self) -> bool:
+        """Whether the user cut the reply (the same as :attr:`interrupted`)."""
+        return self.interrupted
 
     @property
     def voice_to_voice(self) -> float | None:
@@ -227,6 +297,41 @@ def _first_sentence(
     return found, str(text)
 
 
+def _call_id(pairs: Sequence[tuple[float, Any]], end: int) -> str:
+    """The call's id: the Session's at the reply's end (before ``end``), else the transport's."""
+    for k in range(end - 1, -1, -1):
+        item = pairs[k][1]
+        if isinstance(item, SessionUpdated):
+            call_id = getattr(item.session, "call_id", None)
+            if isinstance(call_id, str) and call_id:
+                return call_id
+    for k in range(end - 1, -1, -1):
+        item = pairs[k][1]
+        if isinstance(item, CallStarted):
+            return item.call_id
+    return ""
+
+
+def _first_played(window: Sequence[tuple[float, Any]], first_audio: float | None) -> float | None:
+    """When the caller began to hear the reply: the transport's :class:`Played` of its first
+    :class:`Mark`, less the audio before that mark (played in real time)."""
+    lead = 0.0
+    mark: Mark | None = None
+    for _, item in window:
+        if isinstance(item, AudioChunk):
+            lead += item.duration
+        elif isinstance(item, Mark):
+            mark = item
+            break
+    if mark is None:
+        return None
+    played = next((t for t, i in window if isinstance(i, Played) and i.name == mark.name), None)
+    if played is None:
+        return None
+    start = played - lead
+    return start if first_audio is None else max(start, first_audio)
+
+
 def turn_metrics(
     timeline: Sequence[tuple[float, Any]], turn: int = -1, *, origin: float | None = None
 ) -> TurnMetrics:
@@ -311,7 +416,8 @@ def turn_metrics(
         for t, i in user[_early_from(user, text, ended_in_user) :]
         if isinstance(i, Token | ToolCall | Sentence)
     ]
-    window = pairs[start + 1 : _reply_end(pairs, start)]
+    stop = _reply_end(pairs, start)
+    window = pairs[start + 1 : stop]
     llm = early + window
     first_token = None
     tool_calls = 0
@@ -330,7 +436,17 @@ def turn_metrics(
         if cut is not None:
             audio_end = min(audio_end, max(cut, first_audio))
     first_sentence, sentence = _first_sentence(llm, first_audio)
+    usage = [i for _, i in llm if isinstance(i, Usage)]
+    reply_end = next((t for t, i in window if isinstance(i, SessionUpdated)), None)
     return TurnMetrics(
+        call_id=_call_id(pairs, stop),
+        first_played=_first_played(window, first_audio),
+        reply_end=reply_end,
+        input_tokens=sum(u.prompt_tokens for u in usage),
+        output_tokens=sum(u.completion_tokens for u in usage),
+        cached_tokens=sum(u.cached_tokens for u in usage),
+        tool_seconds=sum((i.seconds for _, i in llm if isinstance(i, ToolRun)), 0.0),
+        errors=tuple(str(i.source) for _, i in window if isinstance(i, ReplyFailed)),
         text=text,
         speech_start=speech_start,
         speech_end=speech_end,
