@@ -39,6 +39,7 @@ import numpy as np
 
 from .._errors import ProtocolError
 from .._frozen import FrozenDict
+from .._logging import call_scope
 from .._secrets import redact
 from ..events import (
     AudioChunk,
@@ -433,8 +434,11 @@ async def run_call(
 
 
 async def _hand_over(final: Session, on_end: Callable[[Session], Any] | None) -> None:
-    """Give the call's final Session to ``on_end`` (sync or async); its failure is logged."""
-    if on_end is not None:
+    """Give the call's final Session to ``on_end`` (sync or async); its failure is logged.
+    Its log records name the call (:mod:`voicekit._logging`)."""
+    if on_end is None:
+        return
+    with call_scope(final.call_id, final.caller, final.callee):
         try:
             await _maybe_await(on_end(final))
         except Exception as exc:
@@ -442,13 +446,17 @@ async def _hand_over(final: Session, on_end: Callable[[Session], Any] | None) ->
 
 
 async def _run_on_call(on_call: Callable[[Any], Awaitable[Any]], call: Any) -> Any:
-    """Run the user's ``on_call``; a failure ends only this call, logged (redacted)."""
-    try:
-        return await on_call(call)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        _log.error("call %s failed: %s", call.session.call_id, redact(repr(exc)))
-        return None
+    """Run the user's ``on_call``; a failure ends only this call, logged (redacted). The log
+    records of the call, in this task and the tasks it starts, name it (:mod:`voicekit._logging`).
+    """
+    session = call.session
+    with call_scope(session.call_id, session.caller, session.callee):
+        try:
+            return await on_call(call)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            _log.error("call %s failed: %s", session.call_id, redact(repr(exc)))
+            return None
 
 
