@@ -278,7 +278,8 @@ def test_pause_and_resume_go_server_to_client_and_the_client_answers():
     state, (text,) = ah.encode(state, ah.Resume())
     assert json.loads(text)["type"] == "resume"
     before = state.samples
-    state, _ = send(state, "resumed", {"start": "PT2S", "discarded": "PT1.5S"})
+    start = ah.format_duration(before / 8000)  # the gap begins where our clock is
+    state, _ = send(state, "resumed", {"start": start, "discarded": "PT1.5S"})
     assert state.phase == "open" and state.samples == before + 12000
 
 
@@ -293,8 +294,8 @@ def test_the_client_pausing_on_its_own_is_handled_and_pause_is_never_taken_from_
 def test_update_discarded_and_error_from_the_client():
     state, _ = opened()
     state, events = send(state, "update", {"language": "fr-FR"})
-    assert state.language == "fr-FR" and events == []
-    state, events = send(state, "discarded", {"start": "PT1S", "discarded": "PT0.5S"})
+    assert state.language == "fr-FR" and events == [ah.LanguageChanged("fr-FR", 0.0)]
+    state, events = send(state, "discarded", {"start": "PT0S", "discarded": "PT0.5S"})
     assert events == [] and state.samples == 4000  # the position clock moves over the gap
     state, (chunk, _) = ah.decode(state, b"\xff" * 320)
     assert chunk.t == 0.5

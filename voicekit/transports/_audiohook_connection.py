@@ -28,7 +28,7 @@ from typing import Any
 
 from .._errors import ProtocolError
 from .._secrets import redact
-from ..events import CallStarted, Interrupted, Mark, Played
+from ..events import CallEnded, CallStarted, Interrupted, Mark, Played
 from ..ops import Flow
 from ..session import Session
 from ._codec import Codec, WireMessage
@@ -237,19 +237,27 @@ async def run_session(
     close_timeout: float = 5.0,
     grace: float = 0.5,
     output_variables: Mapping[str, str] | None = None,
+    resume: Callable[[CallStarted], Awaitable[Session | None]] | None = None,
+    keep: Callable[[str, Session], None] | None = None,
 ) -> Session | None:
     """Run one AudioHook session on an accepted WebSocket until it ends; return the final
     Session (None for a probe, a refused session or a peer that left before ``open``).
 
     ``output_variables`` are sent with ``disconnect`` when ``on_call`` returns first (default
     ``{"action": "finished"}``). See the module docstring for the lifetime rules.
+
+    Reconnects: ``await resume(started)`` may give the Session of the session this one continues
+    (``open``'s ``continuedSessions``), which the call then goes on from; ``keep(session_id,
+    final)`` is handed the final Session of a session that may be continued later (its socket
+    dropped, or the client closed it with reason ``reconnect``). The selected language is in
+    the Session's ``memory["language"]`` and in ``started.parameters["language"]``.
     """
     socket = _OrderedSocket(websocket)
     protocol = _Protocol(codec, socket)
     early: list[Any] = []
     started: CallStarted | None = None
 
-    def keep(event: Any) -> None:
+    def collect(event: Any) -> None:
         nonlocal started
         if isinstance(event, CallStarted) and started is None:
             started = event
@@ -262,7 +270,7 @@ async def run_session(
                 message = await _receive(websocket)
                 if message is None:
                     return None
-                await protocol.handle(message, keep)
+                await protocol.handle(message, collect)
     except TimeoutError:
         await protocol.fail("no 'open' in time")
         await _finish(protocol, websocket, close_timeout)
@@ -279,11 +287,24 @@ async def run_session(
     for event in early:
         inbound.put(event)
     outbound = _Packets(codec, protocol.cell, socket, lead, inbound.put)
-    session = Session(call_id=started.call_id, caller=started.caller or None,
-                      callee=started.callee or None)
+    language = {"language": started.parameters["language"]} \
+        if started.parameters.get("language") else {}
+    previous = await resume(started) if resume is not None else None
+    if previous is not None:
+        session = previous.remember(**language) if language else previous
+    else:
+        session = Session(call_id=started.call_id, caller=started.caller or None,
+                          callee=started.callee or None, memory=language)
     call = AudioHookCall(Flow(inbound.items()), outbound.consume, session, started,
                          protocol.state.mode, protocol.send)
     broken = False
+    reconnecting = False
+
+    def deliver(event: Any) -> None:
+        nonlocal reconnecting
+        if isinstance(event, CallEnded) and event.detail == "reconnect":
+            reconnecting = True  # the client goes on in a new session that continues this one
+        inbound.put(event)
 
     async def receive() -> None:
         nonlocal broken
@@ -293,7 +314,7 @@ async def run_session(
                 if message is None:
                     socket.gone = True  # the peer left without close
                     break
-                await protocol.handle(message, inbound.put)
+                await protocol.handle(message, deliver)
                 if inbound.queue.qsize() > 4:
                     await asyncio.sleep(0)
         except ProtocolError as exc:
@@ -329,5 +350,7 @@ async def run_session(
             await _finish(protocol, websocket, close_timeout)
         await socket.close()
     final = result if isinstance(result, Session) else outbound.session or session
+    if keep is not None and (reconnecting or (socket.gone and not broken)):
+        keep(protocol.state.session_id, final)
     await _hand_over(final, on_end)
     return final

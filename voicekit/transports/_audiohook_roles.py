@@ -15,7 +15,7 @@ from ..ops import Flow, stage
 from ..session import Session
 from ._audiohook_connection import AudioHookCall
 from ._resample import StreamResampler
-from .audiohook import ChannelAudio, EventEntities, transcript_entity
+from .audiohook import ChannelAudio, EventEntities, LanguageChanged, transcript_entity
 
 __all__ = ["agent_call", "transcriber"]
 
@@ -97,7 +97,7 @@ def transcriber(
     stt: Callable[[], Any],
     *,
     vad: Callable[[], Any],
-    language: str = "en-US",
+    language: str | None = None,
     rate: int = 16000,
 ) -> Callable[[AudioHookCall], Any]:
     """An ``on_call`` for AudioHook Monitor: each channel (``external``, the caller;
@@ -105,13 +105,15 @@ def transcriber(
     stages, and every final transcript is sent back as an ``event`` with a ``transcript``
     entity: the channel, ``offset``/``duration`` of the utterance on the stream's position
     clock (from the VAD's speech markers), ``confidence`` (1.0: the recognisers give none) and
-    ``language``. The session's messages record who said what (``user`` external, ``assistant``
-    internal)."""
+    the language: ``language`` when given, else the session's selected language (``open``'s,
+    then each ``update``'s; ``en-US`` when the client named none). The session's messages
+    record who said what (``user`` external, ``assistant`` internal)."""
 
     async def on_call(call: AudioHookCall) -> Session:
         channels = {"external": _Queue(), "internal": _Queue()}
         clocks = {name: _Clock(rate) for name in channels}
         session = [call.session]
+        current = [language or call.started.parameters.get("language") or "en-US"]
 
         async def split() -> None:
             try:
@@ -120,6 +122,8 @@ def transcriber(
                         chunk = clocks[item.channel].push(item.chunk)
                         if chunk is not None:
                             channels[item.channel].queue.put_nowait(chunk)
+                    elif isinstance(item, LanguageChanged) and language is None:
+                        current[0] = item.language
                     elif isinstance(item, CallEnded):
                         break
             finally:
@@ -140,7 +144,7 @@ def transcriber(
                     entity = transcript_entity(
                         item.text, channel=name, offset=offset,
                         duration=max(0.0, clocks[name].position(end) - offset),
-                        language=language, id=str(uuid.uuid4()),
+                        language=current[0], id=str(uuid.uuid4()),
                     )
                     await call.send(EventEntities((entity,)))
                     if name == "external":

@@ -20,7 +20,16 @@ The client sends ``open`` (answered with ``opened``, exactly one offered media f
 selected), ``ping`` (``pong``), ``close`` (``closed``), ``update``, ``paused``/``resumed`` (its
 answer to our ``pause``/``resume``, or its own), ``discarded``, ``error``, and for the Audio
 Connector ``dtmf``, ``playback_started``, ``playback_completed``. We send ``pause``, ``resume``,
-``event`` (barge-in, transcripts) and ``disconnect``.
+``event`` (barge-in, transcripts), ``reconnect`` and ``disconnect``.
+
+Languages (codes like ``en-US``): ``open`` may name one and ask for ``supportedLanguages``;
+``update`` names a new one. :func:`select_language` picks ours; the bot falls back to its
+default (the first supported), a monitor waits paused (``startPaused``, or ``pause``) until an
+``update`` names one it supports, then ``resume`` s. The selected language is
+``CallStarted.parameters["language"]``; a change comes inbound as :class:`LanguageChanged`.
+L16 audio is little-endian (as Genesys' reference implementation reads it). ``opened`` carries
+``discardTo`` when the server asks for audio only from that position on; ``discarded`` and
+``resumed`` move the position clock over the audio skipped.
 
 >>> import json
 >>> state = initial_state("e160e428-53e2-487c-977d-96989bf5c99d")
@@ -66,9 +75,11 @@ __all__ = [
     "ChannelAudio",
     "Disconnect",
     "EventEntities",
+    "LanguageChanged",
     "Outgoing",
     "Pause",
     "RateLimited",
+    "Reconnect",
     "Resume",
     "SetOutputVariables",
     "client_message",
@@ -80,6 +91,7 @@ __all__ = [
     "initial_state",
     "open_message",
     "parse_duration",
+    "select_language",
     "select_media",
     "server_message",
     "transcript_entity",
@@ -101,6 +113,9 @@ CLIENT_TYPES = frozenset(
      "playback_started", "playback_completed"}
 )
 _DURATION = re.compile(r"PT(\d+(?:\.\d+)?)S")
+_LANGUAGE = re.compile(r"[a-z]{2,3}-[A-Za-z]{2,3}")
+_OWN_PARAMETERS = frozenset({"organizationId", "mode", "language", "requestedLanguage",
+                             "continues"})
 _CHANNELS = ("external", "internal")
 
 
@@ -117,6 +132,9 @@ class AudioHookState:
     while paused, after ``close``). ``media`` is the selected format (as offered), ``format``
     and ``channels`` its parts. ``probe`` is True for Genesys' connection probe (all-zero
     conversation id). ``pausing``/``resuming``: we asked and the client has not answered yet.
+    ``language`` is the selected language (see :func:`select_language`), ``language_paused``
+    True while a monitor session waits for a language it supports. ``discard_to``: the
+    position (s) before which we do not want audio (``opened``'s ``discardTo``).
     """
 
     session_id: str
@@ -137,6 +155,8 @@ class AudioHookState:
     output_variables: FrozenDict = field(default_factory=FrozenDict)
     pausing: bool = False
     resuming: bool = False
+    language_paused: bool = False
+    discard_to: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +183,23 @@ class RateLimited:
 
     retry_after: float
     message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class LanguageChanged:
+    """Inbound: the client's ``update`` selected another language (``language``, as spelled in
+    the supported list), ``t`` seconds into the stream: the STT and the agent should follow."""
+
+    language: str
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnect:
+    """Outbound: ask the client to reconnect (e.g. this server is draining): it opens a new
+    session that names this one in ``continuedSessions``, then closes this one."""
+
+    info: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,13 +239,69 @@ class Disconnect:
 
 
 def initial_state(
-    session_id: str, mode: str = "bot", supported_languages: Sequence[str] = ()
+    session_id: str,
+    mode: str = "bot",
+    supported_languages: Sequence[str] = (),
+    discard_to: float = 0.0,
 ) -> AudioHookState:
     """The state of a session before ``open``; ``session_id`` is the handshake's
-    ``Audiohook-Session-Id``."""
+    ``Audiohook-Session-Id``. ``discard_to`` (s, default 0: all of it) asks the client in
+    ``opened`` to drop the audio before that position."""
     if mode not in MODES:
         raise ConfigError(f"audiohook: mode must be one of {', '.join(MODES)}, got {mode!r}")
-    return AudioHookState(session_id, mode, supported_languages=tuple(supported_languages))
+    bad = [c for c in supported_languages if not isinstance(c, str) or not _LANGUAGE.fullmatch(c)]
+    if bad:
+        raise ConfigError(f"audiohook: supported languages must be codes like 'en-US', not {bad!r}")
+    if not math.isfinite(discard_to) or discard_to < 0:
+        raise ConfigError(f"audiohook: discard_to must be finite and ≥ 0, got {discard_to!r}")
+    return AudioHookState(session_id, mode, supported_languages=tuple(supported_languages),
+                          discard_to=float(discard_to))
+
+
+def select_language(requested: str, supported: Sequence[str]) -> str | None:
+    """The language we use for ``requested`` (``open``'s or ``update``'s ``language``): the entry
+    of ``supported`` equal to it ignoring case (Genesys' reference compares lower-cased codes),
+    ``requested`` itself when we support any (``supported`` empty), else None.
+
+    >>> select_language("en-us", ["en-US", "fr-FR"]), select_language("de-DE", ["en-US"])
+    ('en-US', None)
+    >>> select_language("pt-BR", [])
+    'pt-BR'
+    """
+    if not supported:
+        return requested
+    for code in supported:
+        if code.lower() == requested.lower():
+            return code
+    return None
+
+
+def _language(params: Mapping[str, Any], kind: str, required: bool) -> str:
+    value = params.get("language")
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not _LANGUAGE.fullmatch(value):
+        raise _fail(f"'{kind}' language {value!r} is not a language code like 'en-US'")
+    return value
+
+
+def _continued(params: Mapping[str, Any]) -> str:
+    """The id of the session an ``open`` continues (its first ``continuedSessions`` entry)."""
+    entries = params.get("continuedSessions")
+    if entries is None:
+        return ""
+    if not isinstance(entries, list):
+        raise _fail("'open' continuedSessions must be a list")
+    for entry in entries:
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("id"), str) \
+                or not entry["id"]:
+            raise _fail("'open' continuedSessions entries need a string 'id'")
+        for key in ("serverseq", "clientseq"):
+            value = entry.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _fail(f"'open' continuedSessions '{key}' must be a non-negative integer, "
+                            f"got {value!r}")
+    return str(entries[0]["id"]) if entries else ""
 
 
 def _fail(message: str) -> ProtocolError:
@@ -362,28 +455,45 @@ def _open(state: AudioHookState, params: Mapping[str, Any]) -> tuple[AudioHookSt
         raise _fail("none of the offered media formats is supported (PCMU or L16, 8000 Hz)")
     conversation = params["conversationId"]
     probe = conversation == NULL_UUID and participant["id"] == NULL_UUID
-    opened: dict[str, Any] = {"startPaused": False, "media": [dict(media)]}
+    requested = _language(params, "open", required=False)
+    continues = _continued(params)
+    supported = state.supported_languages
+    default = supported[0] if supported else ""
+    language = select_language(requested, supported) if requested else default
+    # a monitor cannot transcribe a language it does not support: it starts paused until an
+    # `update` names one it does (Genesys' reference transcription server does the same); the
+    # bot answers in its default language rather than leave the caller in silence
+    waiting = language is None and state.mode == "monitor" and not probe
+    opened: dict[str, Any] = {"startPaused": waiting, "media": [dict(media)]}
+    if state.discard_to > 0:
+        opened["discardTo"] = format_duration(state.discard_to)
     if params.get("supportedLanguages") is True:
-        opened["supportedLanguages"] = list(state.supported_languages)
-    language = params.get("language", "")
+        opened["supportedLanguages"] = list(supported)
     state = replace(
         state,
-        phase="open",
+        phase="paused" if waiting else "open",
         media=FrozenDict(media),
         format=media["format"],
         channels=tuple(media["channels"]),
         probe=probe,
         conversation_id=conversation,
-        language=language if isinstance(language, str) else "",
+        language=language or ("" if waiting else default),
+        language_paused=waiting,
     )
     state, text = server_message(state, "opened", opened)
     events: list[Any] = [Outgoing(text)]
     if not probe:
-        parameters = {"organizationId": params["organizationId"], "mode": state.mode,
-                      "language": state.language}
         inputs = params.get("inputVariables")
-        if isinstance(inputs, Mapping):
-            parameters.update({k: v for k, v in inputs.items() if isinstance(v, str)})
+        parameters: dict[str, str] = {}
+        if isinstance(inputs, Mapping):  # the Architect flow's; never one of the protocol's
+            parameters.update({k: v for k, v in inputs.items()
+                               if isinstance(v, str) and k not in _OWN_PARAMETERS})
+        parameters.update({"organizationId": params["organizationId"], "mode": state.mode,
+                           "language": state.language})
+        if requested:
+            parameters["requestedLanguage"] = requested
+        if continues:
+            parameters["continues"] = continues
         events.append(
             CallStarted(
                 call_id=conversation,
@@ -436,25 +546,22 @@ def _control(state: AudioHookState, data: Mapping[str, Any]) -> tuple[AudioHookS
     if state.phase == "new":
         raise _fail(f"'{kind}' before 'open'")
     if kind == "update":
-        language = params.get("language")
-        if language is not None and not isinstance(language, str):
-            raise _fail("'update' language must be a string")
-        return replace(state, language=language or state.language), []
+        return _update(state, _language(params, "update", required=True))
     if kind == "paused":
         return replace(state, phase="paused", pausing=False), []
     if kind == "resumed":
-        for key in ("start", "discarded"):
-            if key in params:
-                parse_duration(params[key], f"resumed {key}")
+        start = parse_duration(params["start"], "resumed start") if "start" in params else None
         gap = parse_duration(params["discarded"], "resumed discarded") \
             if "discarded" in params else 0.0
-        return replace(state, phase="open", resuming=False,
-                       samples=state.samples + round(gap * RATE)), []
+        # a client that resumes while we still wait for a language stays paused by us
+        phase = "paused" if state.language_paused else "open"
+        return replace(state, phase=phase, resuming=False,
+                       samples=_moved(state.samples, start, gap)), []
     if kind == "discarded":
-        parse_duration(params.get("start"), "discarded start")
+        start = parse_duration(params.get("start"), "discarded start")
         gap = parse_duration(params.get("discarded"), "discarded discarded")
         # the stream's position moved on over audio we never got: our clock follows it
-        return replace(state, samples=state.samples + round(gap * RATE)), []
+        return replace(state, samples=_moved(state.samples, start, gap)), []
     if kind == "dtmf":
         digit = params.get("digit")
         if not isinstance(digit, str) or digit not in DTMF_DIGITS:
@@ -462,6 +569,38 @@ def _control(state: AudioHookState, data: Mapping[str, Any]) -> tuple[AudioHookS
         return state, [Dtmf(digit, t=state.position)]
     # playback_started / playback_completed (Audio Connector)
     return state, [Played(kind, t=state.position)]
+
+
+def _moved(samples: int, start: float | None, gap: float) -> int:
+    """The sample clock after ``gap`` seconds of audio were skipped from position ``start``
+    (the client's word for where the gap began wins when it is ahead of ours: audio we did
+    not get is skipped too)."""
+    if start is not None:
+        samples = max(samples, round(start * RATE))
+    return samples + round(gap * RATE)
+
+
+def _update(state: AudioHookState, requested: str) -> tuple[AudioHookState, list[Any]]:
+    """``update`` with a language: select it; a monitor pauses the audio while the language is
+    one it does not support and resumes it when a supported one comes (``pause``/``resume``
+    sent at once); the bot keeps its language when the new one is unsupported."""
+    language = select_language(requested, state.supported_languages)
+    events: list[Any] = []
+    if language is None:
+        if state.mode == "monitor" and not state.language_paused:
+            state = replace(state, language_paused=True, language="")
+            if state.phase == "open":
+                state, text = server_message(replace(state, pausing=True), "pause")
+                events.append(Outgoing(text))
+        return state, events
+    if language != state.language:
+        events.append(LanguageChanged(language, t=state.samples / RATE))
+    if state.language_paused:
+        state, text = server_message(
+            replace(state, language=language, language_paused=False, resuming=True), "resume"
+        )
+        return state, [*events, Outgoing(text)]
+    return replace(state, language=language), events
 
 
 def _audio(state: AudioHookState, data: bytes) -> tuple[AudioHookState, list[Any]]:
@@ -588,6 +727,9 @@ def encode(state: AudioHookState, item: Any) -> tuple[AudioHookState, list[WireM
     if isinstance(item, Resume):
         state, text = server_message(replace(state, resuming=True), "resume")
         return state, [text]
+    if isinstance(item, Reconnect):
+        state, text = server_message(state, "reconnect", {"info": item.info} if item.info else {})
+        return state, [text]
     return state, []
 
 
@@ -681,11 +823,15 @@ def open_message(
 
 
 def codec(
-    session_id: str, mode: str = "bot", supported_languages: Sequence[str] = ("en-US",)
+    session_id: str,
+    mode: str = "bot",
+    supported_languages: Sequence[str] = ("en-US",),
+    discard_to: float = 0.0,
 ) -> Codec[AudioHookState]:
     """The AudioHook codec of one session (the id comes from the handshake). Outbound audio
-    goes in :data:`PACKET_BYTES` packets (200 ms)."""
-    first = initial_state(session_id, mode, supported_languages)
+    goes in :data:`PACKET_BYTES` packets (200 ms). The first of ``supported_languages`` is the
+    default language (see :func:`select_language`)."""
+    first = initial_state(session_id, mode, supported_languages, discard_to)
     return Codec(
         name="audiohook",
         rate=RATE,
