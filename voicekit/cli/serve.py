@@ -6,15 +6,20 @@ are ``--carrier --host --port --public-url --max-calls --workers --dev --drain-t
 --inbound-ms``. Each
 worker process loads the models once, at start. SIGTERM drains: ``/readyz`` turns 503 and new
 calls are refused, running calls go on until they end or ``--drain-timeout`` passes, then the
-server stops (a second SIGTERM stops it at once).
+server stops (a second SIGTERM stops it at once). It logs one line per finished turn (the
+voice-to-voice latency, the LLM's and the TTS's part of it, the tokens); ``--log-format json``
+writes every log record as one JSON object, each record of a call with its ``call_id``;
+``--metrics`` serves Prometheus metrics at ``/metrics``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import logging.config
 import os
 import secrets
 import signal
@@ -25,6 +30,8 @@ from typing import Any
 
 from .._agent import voice_agent
 from .._errors import ConfigError, VoicekitError
+from .._logging import FORMATS, log_config
+from .._metrics import TurnMetrics
 from ..session import Session
 from ..web import turn_meter
 from ._agent import add_agent_options, build_engines, prepare, report_error
@@ -81,6 +88,14 @@ def add_parser(subparsers: Any) -> None:
                        help="hand the caller's audio to the agent in chunks of MS ms; 40-60 "
                        "halves the agent's CPU per call for that much delay (default: "
                        "%(default)s)")
+    group.add_argument("--metrics", action="store_true",
+                       help="serve Prometheus metrics at /metrics; with VOICEKIT_METRICS_TOKEN "
+                       "set scrapers must send it as a bearer token, without it only loopback "
+                       "clients are answered (and --host must be loopback)")
+    group.add_argument("--log-format", choices=FORMATS, default="text",
+                       help="log lines as text or as one JSON object each; every record of a "
+                       "call names its call id, none holds a key or a phone number "
+                       "(default: %(default)s)")
     group.add_argument("--dev", action="store_true",
                        help="turn the signature and token checks off (loopback --host only)")
     group.add_argument("--audiohook-mode", choices=("bot", "monitor"), default="bot",
@@ -101,6 +116,15 @@ def run(args: argparse.Namespace) -> int:
                               f"not {args.host!r}")
         if args.workers < 1 or args.max_calls < 1:
             raise ConfigError("--workers and --max-calls must be at least 1")
+        if getattr(args, "metrics", False):
+            from ..serve._metrics import TOKEN_VARIABLE
+
+            if args.workers > 1:
+                raise ConfigError("--metrics counts per process, and a scrape reaches one "
+                                  "worker: use --workers 1 (one server per port) with it")
+            if not is_loopback(args.host) and not os.environ.get(TOKEN_VARIABLE):
+                raise ConfigError(f"--metrics on a non-loopback --host needs {TOKEN_VARIABLE}"
+                                  " (the bearer token scrapers send)")
         secret = SECRETS.get(args.carrier, "")
         if secret and not args.dev and not os.environ.get(secret):
             raise ConfigError(f"{secret} is not set: the {args.carrier} routes cannot check "
@@ -114,8 +138,12 @@ def run(args: argparse.Namespace) -> int:
         return report_error("serve", exc, args)
     options = {k: v for k, v in vars(args).items() if k != "func"}
     os.environ[_OPTIONS] = json.dumps(options)
+    from uvicorn.config import LOGGING_CONFIG
+
+    logs = log_config(getattr(args, "log_format", "text"), base=LOGGING_CONFIG)
+    logging.config.dictConfig(logs)  # uvicorn applies it again (in each worker)
     if args.dev:
-        print("voicekit serve: DEV MODE: signature and token checks are OFF", flush=True)
+        _log.warning("voicekit serve: DEV MODE: signature and token checks are OFF")
     if args.carrier == "none":
         _announce_page(args)
     uvicorn.run(
@@ -128,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
         ws_max_size=WS_MAX_SIZE,
         lifespan="on",
         log_level="info",
+        log_config=logs,
         timeout_graceful_shutdown=5,
     )
     return 0
@@ -158,6 +187,8 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     engines: list[Any] = []
 
     page = args.carrier == "none"
+    if getattr(args, "log_format", "text") == "json":
+        sys.stderr = _LogLines(logging.getLogger("voicekit.stderr"))  # type: ignore[assignment]
 
     async def on_call(call: Any) -> Any:
         (eng,) = engines
@@ -166,6 +197,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         bot = voice_agent(
             llm=eng.llm, tts=eng.tts, stt=eng.stt, session=call.session, system=eng.system,
             tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
+            metrics=True,  # a TurnMetrics after each turn: the turn's log line, /metrics
         )
         if page:  # the page shows each turn's latency
             await (call.inbound | bot | turn_meter() | call.outbound)
@@ -176,14 +208,15 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
 
     def on_end(session: Session) -> None:
         turns = sum(1 for m in session.messages if m["role"] == "user")
-        print(f"call {session.call_id} ended: {turns} turn(s), caller "
-              f"{session.caller_hash or '-'}", flush=True)
+        _log.info("call %s ended: %d turn(s), caller %s", session.call_id, turns,
+                  session.caller_hash or "-")
         began.pop(session.call_id, None)
 
     inner = app(
         on_call, None if page else args.carrier, public_url=args.public_url,
         max_calls=args.max_calls,
         dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
+        metrics=getattr(args, "metrics", False), on_turn=_log_turn,
         mode=getattr(args, "audiohook_mode", "bot"),
     )
     state = inner.state.voicekit
@@ -191,8 +224,8 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
     async def startup() -> None:
         eng = await build_engines(args)
         for line in eng.about:
-            print(line, flush=True)
-        await prepare(eng)
+            _log.info("%s", line)
+        await prepare(eng, out=_LogLines())
         engines.append(eng)
         _drain_on_sigterm(state, args.drain_timeout)
 
@@ -200,6 +233,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         if scope["type"] != "lifespan":
             await inner(scope, receive, send)
             return
+        running = contextlib.AsyncExitStack()  # the app's own lifespan (the metrics sampler)
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -208,8 +242,10 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
                 except Exception as exc:  # a bad option or an unreachable LLM: say why, stop
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
+                await running.enter_async_context(inner.router.lifespan_context(inner))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await running.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -228,7 +264,7 @@ def _drain_on_sigterm(state: Any, deadline: float) -> None:
 
     async def drain() -> None:
         until = time.monotonic() + deadline
-        print(f"draining: {state.calls} call(s) running, new calls refused", flush=True)
+        _log.info("draining: %d call(s) running, new calls refused", state.calls)
         while state.calls and time.monotonic() < until:  # noqa: ASYNC110 - a counter
             await asyncio.sleep(0.1)
         stop()
@@ -241,6 +277,40 @@ def _drain_on_sigterm(state: Any, deadline: float) -> None:
         loop.call_soon_threadsafe(lambda: loop.create_task(drain()))
 
     signal.signal(signal.SIGTERM, on_term)
+
+
+class _LogLines:
+    """A text stream whose lines become INFO records of ``logger``: for what a helper prints
+    (``loading models …``), and with ``--log-format json`` for the process's stderr, so every
+    line the server writes is a JSON record (a model loading on first use prints there)."""
+
+    def __init__(self, logger: logging.Logger = _log) -> None:
+        self.logger = logger
+        self.busy = False
+
+    def write(self, text: str) -> int:
+        if self.busy:  # logging itself complained (to stderr): not through logging again
+            return sys.__stderr__.write(text) if sys.__stderr__ is not None else len(text)
+        self.busy = True
+        try:
+            for line in text.splitlines():
+                if line.strip():
+                    self.logger.info("%s", line)
+        finally:
+            self.busy = False
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _log_turn(turn: TurnMetrics) -> None:
+    """One line per finished turn; the record names its call (``call_id``) and, in JSON,
+    carries the numbers as ``turn``."""
+    from ..serve._metrics import turn_record
+
+    line, fields = turn_record(turn)
+    _log.info("%s", line, extra={"turn": fields})
 
 
 async def _audiohook_call(eng: Any, call: Any, mode: str) -> Any:
@@ -256,6 +326,7 @@ async def _audiohook_call(eng: Any, call: Any, mode: str) -> Any:
         return voice_agent(
             llm=eng.llm, tts=eng.tts, stt=eng.stt, session=session, system=eng.system,
             tools=eng.tools, llm_error_message="Sorry, I could not reach the language model.",
+            metrics=True,
         )
 
     return await agent_call(agent)(call)

@@ -7,6 +7,15 @@ JSONL file of them (:func:`write_jsonl`, :func:`read_jsonl`), a JUnit XML file f
 
 from __future__ import annotations
 
+from ._report import (
+    Comparison,
+    LatencyStats,
+    StatusChange,
+    compare,
+    html_report,
+    latency_stats,
+    write_report,
+)
 from ._result import (
     FORMAT,
     Check,
@@ -28,17 +37,24 @@ from ._result import (
 __all__ = [
     "FORMAT",
     "Check",
+    "Comparison",
     "JudgeVerdict",
+    "LatencyStats",
     "Line",
     "ReplyFailure",
     "ResultError",
     "ScenarioResult",
+    "StatusChange",
     "ToolUse",
     "TurnResult",
+    "compare",
+    "html_report",
     "junit_xml",
     "latencies",
+    "latency_stats",
     "read_jsonl",
     "steps",
     "write_jsonl",
     "write_junit",
+    "write_report",
 ]

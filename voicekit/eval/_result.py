@@ -393,16 +393,22 @@ def _check_dict(check: Check) -> dict[str, Any]:
 
 def latencies(metrics: TurnMetrics) -> dict[str, float]:
     """Seconds from the end of the user's speech to each milestone ``metrics`` saw, in
-    pipeline order (what :class:`TurnResult` keeps).
+    pipeline order (what :class:`TurnResult` keeps). A typed turn (no speech, so no end of
+    speech) counts from the end of the turn.
 
     >>> latencies(TurnMetrics(speech_end=1.0, vad_stop=1.2, transcript=1.5, first_audio=2.0))
     {'vad_stop': 0.2, 'transcript': 0.5, 'first_audio': 1.0}
+    >>> latencies(TurnMetrics(turn_end=3.0, llm_first_token=3.25, first_audio=3.5))
+    {'turn_end': 0.0, 'llm_first_token': 0.25, 'first_audio': 0.5}
     """
-    out = {}
+    end = metrics.speech_end if metrics.speech_end is not None else metrics.turn_end
+    out: dict[str, float] = {}
+    if end is None:
+        return out
     for name in MILESTONE_NAMES:
-        since = metrics.since_end(name)
-        if since is not None:
-            out[name] = round(since, 6)
+        value = getattr(metrics, name)
+        if value is not None:
+            out[name] = round(float(value) - end, 6)
     return out
 
 
@@ -576,7 +582,7 @@ def _iter_jsonl(path: Path) -> Iterator[ScenarioResult]:
         raise ResultError(f"{path}: no such results file") from None
     except UnicodeDecodeError as exc:
         raise ResultError(f"{path}: not UTF-8 text ({exc.reason})") from None
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.split("\n"), 1):  # not splitlines: U+2028 is in text
         if not line.strip():
             continue
         try:
@@ -642,14 +648,14 @@ def junit_xml(results: Iterable[ScenarioResult], *, name: str = "voicekit eval")
             })
             transcript = _xml_text(_transcript_text(result))
             if result.error is not None:
-                first = result.error.splitlines()[0] if result.error else "error"
+                first = result.error.split("\n")[0] if result.error else "error"
                 error = ET.SubElement(case, "error", {"message": _xml_text(first),
                                                       "type": "error"})
                 error.text = _xml_text(result.why())
             elif not result.passed:
                 why = result.why()
                 failure = ET.SubElement(case, "failure", {
-                    "message": _xml_text(why.splitlines()[0]), "type": "expectation"})
+                    "message": _xml_text(why.split("\n")[0]), "type": "expectation"})
                 failure.text = _xml_text(why + ("\n\n" + transcript if transcript else ""))
             if transcript:
                 ET.SubElement(case, "system-out").text = transcript

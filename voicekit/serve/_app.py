@@ -18,12 +18,14 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .._errors import ConfigError, ProtocolError
+from .._metrics import TurnMetrics
 from .._secrets import remember
 from ..events import CallStarted
 from ..session import Session
 from ..transports import Call, run_call, twilio, websocket
 from ..transports._token import Spent, check_token, derive_key, make_token
 from ._carriers import SECRETS, carrier_routes
+from ._metrics import metrics_setup, refused, watched, with_metrics
 from ._page import page_routes
 
 __all__ = ["ServerState", "app"]
@@ -80,6 +82,9 @@ def app(
     on_end: Callable[[Session], Any] | None = None,
     token_ttl: float = 300.0,
     ws_token: str | None = None,
+    metrics: bool = False,
+    metrics_token: str | None = None,
+    on_turn: Callable[[TurnMetrics], Any] | None = None,
     grace: float = 0.5,
     mode: str = "bot",
 ) -> Starlette:
@@ -115,6 +120,13 @@ def app(
     :func:`voicekit.transports.agent_call`) or ``"monitor"`` (``on_call`` transcribes, see
     :func:`voicekit.transports.transcriber`).
 
+    ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
+    :mod:`voicekit.serve._metrics`): with ``metrics_token`` (default ``VOICEKIT_METRICS_TOKEN``)
+    a scraper must send ``Authorization: Bearer <token>``; without one only loopback clients
+    are answered, and a ``host`` that is not loopback is refused. ``on_turn(turn)`` receives
+    the :class:`~voicekit.TurnMetrics` of every finished turn of every call (the agent yields
+    them with ``metrics=True``). With both off, nothing watches the calls.
+
     ``carrier=None``: no phone routes (and no carrier credentials needed); ``GET /`` is the page
     to talk to the agent from a browser (:mod:`voicekit.web`, its files at ``/static/``), which
     calls ``/ws`` with the token given in its address (``/#token=…``).
@@ -127,9 +139,13 @@ def app(
         raise ConfigError(f"serve: dev=True turns security checks off; it needs a loopback host, "
                           f"not {host!r}")
     state = ServerState(max_calls=max_calls)
+    counted, metric_routes = metrics_setup(metrics, metrics_token, host)
+    if counted is not None or on_turn is not None:
+        on_call = watched(on_call, counted, on_turn)
     if carrier == "audiohook":
-        return _audiohook_app(on_call, state, mode=mode, dev=dev, rate=rate, lead=lead,
+        hook = _audiohook_app(on_call, state, mode=mode, dev=dev, rate=rate, lead=lead,
                               on_end=on_end, grace=grace)
+        return with_metrics(hook, counted, metric_routes)
     secret_name = SECRETS.get(carrier or "", "TWILIO_AUTH_TOKEN")
     auth_token = os.environ.get(secret_name, "") if carrier is not None else ""
     ws_secret = ws_token if ws_token is not None else os.environ.get("VOICEKIT_WS_TOKEN", "")
@@ -200,15 +216,18 @@ def app(
         await ws.accept()
         if not state.ready:
             await ws.close(1013)  # try again later
+            refused(counted, codec.name, "busy")
             return
         state.calls += 1
         try:
-            await run_call(
+            final = await run_call(
                 ws, codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
                 authorize=authorize, on_end=ended, grace=grace,
             )
         finally:
             state.calls -= 1
+        if final is None:  # no call started: no valid start (or none in time)
+            refused(counted, codec.name)
 
     async def twilio_media(ws: WebSocket) -> None:
         await serve_socket(ws, twilio.codec, authorize_twilio)
@@ -236,7 +255,7 @@ def app(
         )
     application = Starlette(routes=routes)
     application.state.voicekit = state
-    return application
+    return with_metrics(application, counted, metric_routes)
 
 
 def _audiohook_app(
