@@ -37,9 +37,11 @@ def test_the_notebook_and_the_cli_share_one_function() -> None:
     assert notebook.TurnTimes is TurnMetrics and latency.TurnLatency is TurnMetrics
     with pytest.raises(dataclasses.FrozenInstanceError):
         TurnMetrics().speech_end = 1.0  # type: ignore[misc]
-    plain = {f.name for f in dataclasses.fields(TurnMetrics)} - {"text", "sentence"}
+    plain = {f.name for f in dataclasses.fields(TurnMetrics)} - {
+        "text", "sentence", "call_id", "errors"
+    }  # fmt: skip
     hints = {f.name: f.type for f in dataclasses.fields(TurnMetrics) if f.name in plain}
-    assert set(hints.values()) <= {"float | None", "bool", "int"}
+    assert set(hints.values()) <= {"float | None", "float", "bool", "int"}
 
 
 def probe_timeline(*, preempted: bool) -> list[tuple[float, object]]:
@@ -66,7 +68,8 @@ def probe_timeline(*, preempted: bool) -> list[tuple[float, object]]:
         timeline += [(13.3, TurnEnded("weather in Rome?", 13.3)),
                      (13.31, ReplyStarted("weather in Rome?", 13.3))]  # fmt: skip
         timeline += [(round(t + 0.7, 6), item) for t, item in llm]
-    return [*timeline, (13.8, HALF_SECOND), (14.3, HALF_SECOND), (14.8, SessionUpdated(Session()))]
+    end = SessionUpdated(Session(call_id="CA-probe"))
+    return [*timeline, (13.8, HALF_SECOND), (14.3, HALF_SECOND), (14.8, end)]
 
 
 def test_a_promoted_reply_counts_the_llm_work_done_during_the_turn() -> None:

@@ -34,7 +34,7 @@ import functools
 import inspect
 import time
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,10 +262,8 @@ async def _timed_tts(
                 elif current is not None:
                     close()  # the TTS passes items on after the audio before them
                 yield item
-    except GeneratorExit:
-        raise
-    except BaseException as exc:
-        error = type(exc).__name__
+    except Exception as exc:  # not a cancellation: a barge-in is no TTS failure
+        error = redact(f"{type(exc).__name__}: {exc}")
         raise
     finally:
         close(error)
@@ -317,7 +315,7 @@ def _timed_tool(meter: Meter, tool: Tool) -> Tool:
     return dataclasses.replace(tool, fn=timed_sync)
 
 
-async def _inbound(source: AsyncIterable[Any], meter: Meter) -> AsyncIterator[Any]:
+async def _inbound(source: AsyncIterable[Any], meter: Meter) -> AsyncGenerator[Any, None]:
     async for item in source:
         if isinstance(item, _INBOUND):
             meter.note(item)
@@ -349,8 +347,10 @@ async def observed(
         spans = CallSpans(tracer, meter)
     to_user = False  # the reply in flight answers a user turn
     failure: BaseException | None = None
+    inbound = _inbound(source, meter)
+    replies = run(inbound, cfg=cfg)
     try:
-        async for item in run(_inbound(source, meter), cfg=cfg):
+        async for item in replies:
             if isinstance(item, _OUTBOUND):
                 meter.note(item)
             yield item
@@ -371,5 +371,11 @@ async def observed(
         failure = exc
         raise
     finally:
-        if spans is not None:
-            spans.end(failure)
+        try:
+            aclose = getattr(replies, "aclose", None)
+            if aclose is not None:
+                await aclose()  # the loop first (it stops its replies), then its source
+            await inbound.aclose()
+        finally:
+            if spans is not None:
+                spans.end(failure)
