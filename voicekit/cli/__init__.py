@@ -33,6 +33,7 @@ COMMANDS: tuple[str, ...] = (
     "talk",
     "chat",
     "serve",
+    "eval",
 )
 """The subcommand modules of :mod:`voicekit.cli`, each with ``add_parser(subparsers)``."""
 
