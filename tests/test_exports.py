@@ -9,7 +9,9 @@ import pytest
 
 import voicekit
 
-PACKAGES = ["voicekit", "voicekit.audio", "voicekit.llm", "voicekit.stt", "voicekit.tts"]
+PACKAGES = [
+    "voicekit", "voicekit.audio", "voicekit.llm", "voicekit.phone", "voicekit.stt", "voicekit.tts",
+]
 MODULES = [
     "voicekit.ops",
     "voicekit.events",

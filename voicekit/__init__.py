@@ -8,7 +8,21 @@ there
 ['Hi', 'there']
 """
 
-from . import audio, conversation, events, llm, notebook, ops, session, stt, text, tts, turns, vad
+from . import (
+    audio,
+    conversation,
+    events,
+    llm,
+    notebook,
+    ops,
+    phone,
+    session,
+    stt,
+    text,
+    tts,
+    turns,
+    vad,
+)
 from ._agent import Tool, agent, tool, voice_agent
 from ._errors import (
     AudioError,
@@ -133,6 +147,7 @@ __all__ = [
     "notebook",
     "ops",
     "parallel",
+    "phone",
     "run_conversation",
     "session",
     "stage",

@@ -122,6 +122,34 @@ one way — the carrier's acknowledgements come back on the *inbound* stream, no
   prepared one are cancelled, and it yields the ``CallEnded`` and a final ``SessionUpdated``
   with what was heard, then stops (it reads nothing more).
 
+Call control: hang-up, transfer, keys
+-------------------------------------
+A tool acts on the call by returning a :class:`~voicekit.phone.CallAction` (or a bare
+:class:`~voicekit.HangUp`, :class:`~voicekit.TransferCall`, :class:`~voicekit.SendDtmf`; the
+ready-made tools are :func:`voicekit.phone.end_call`, :func:`~voicekit.phone.transfer_call` and
+:func:`~voicekit.phone.send_dtmf`). A ``SendDtmf`` is yielded at once, after the tool's
+``ToolResult``. A ``HangUp`` or ``TransferCall`` ends the reply's business: the reply goes on —
+the action's ``say`` line spoken by the agent (no further LLM round), or else the LLM's next
+round, its goodbye — and the event is yielded once the reply is recorded, right after its
+``SessionUpdated``: after its last audio and ``Mark``, and with an acknowledging transport once
+their ``Played`` came back (the transport acts once everything before it has played; the last
+Session, with the record below, reaches it first). If the caller cuts the goodbye short, the
+``Interrupted`` and the ``SessionUpdated`` come first and the event right after them: the call
+still ends, after what was heard. From then on the call is over for the agent: it starts no
+reply, cuts nothing, and passes the inbound items on until the stream ends. The Session records
+it in ``memory["call_end"]``: ``{"action": "hang_up" | "transfer", "by": <tool name or
+"idle">, "line": <what was heard of the reply>, "reason" | "to": …, "interrupted": bool}``; a
+line the agent said itself is an assistant message with ``"kind": "call_line"``
+(``"idle_reprompt"``, ``"idle_goodbye"`` for the idle policy's), a voicekit-only key the LLM
+adapters leave out.
+
+Idle callers (``idle=``): see :func:`voicekit.phone.idle`. Its timer starts when a reply has
+been recorded — at its last ``Played`` with an acknowledging transport, else at the end of its
+audio on the outbound clock — and it fires when the inbound stream time passes that plus
+``after`` with no reply or tool running and the caller neither speaking (``SpeechStarted`` to
+``SpeechStopped``) nor in a turn (``TurnStarted`` to ``TurnEnded``); a caller's speech, turn or
+key press moves its start to that moment and resets the count of reprompts.
+
 Preemptive replies
 ------------------
 A turn detector knows the user's words a while before it declares the turn over: it waits
@@ -177,7 +205,7 @@ from typing import Any
 
 import httpx
 
-from ._agent_tools import Tool, run_tool, tool, tools_of
+from ._agent_tools import CallAction, Tool, run_tool_action, tool, tools_of
 from ._compute import settle
 from ._errors import ConfigError, ProviderResponseError, ProviderTimeout, StageError
 from ._http import new_client
@@ -190,11 +218,14 @@ from .events import (
     CallEnded,
     CallStarted,
     Continuity,
+    Dtmf,
+    HangUp,
     Interrupted,
     Mark,
     Played,
     ReplyFailed,
     ReplyStarted,
+    SendDtmf,
     Sentence,
     SessionUpdated,
     SpeechStarted,
@@ -212,6 +243,8 @@ from .llm._responses_ws import ResponsesState, Restarted
 from .llm._signature import accepted_context, call_llm
 from .llm.endpoint import Endpoint
 from .ops import Flow, Stage, tap
+from .phone._digits import Digits
+from .phone._idle import Idle
 from .session import HistoryOption, HistoryWindow, Session
 from .text import sentences, split_sentences
 from .turns import recommended_stop_strategies
@@ -268,6 +301,7 @@ class _Config:
     filler_after: float = 1.5
     history: HistoryWindow | None = None  # what of the Session is sent to the LLM
     interruption: Interruption = _DEFAULT_INTERRUPTION
+    idle: Idle | None = None  # the idle-caller policy (voicekit.phone.idle)
 
 
 class _Heard:
@@ -317,13 +351,18 @@ class _Reply:
 
     __slots__ = (
         "acked",
+        "acted",
+        "action",
         "audio",
         "base",
         "begun",
+        "by",
         "cancelled",
         "committed",
         "ended",
         "heard_upto",
+        "kind",
+        "last_ack",
         "live",
         "llm_error",
         "number",
@@ -363,6 +402,13 @@ class _Reply:
         # is handled: what depends on what was heard (tool rounds, errors, the end) waits
         self.live = asyncio.Event()
         self.live.set()
+        # call control (voicekit.phone): a hang-up or transfer a tool asked for, and who asked;
+        # yielded after the reply's audio and recorded in session.memory["call_end"]
+        self.action: CallAction | None = None
+        self.acted = False  # its event was yielded
+        self.by = ""
+        self.kind: str | None = None  # the last message is not the LLM's words: what it is
+        self.last_ack: float | None = None  # stream time of the last Played of this reply
 
     def begin(self) -> None:
         """The reply starts for the caller now: its deadlines count from here."""
@@ -421,11 +467,38 @@ class _Reply:
         for call in self.pending:
             session = session.add_tool_result(call.id, CANCELLED_RESULT, name=call.name)
         text = _join(self.heard(self.round))
-        if interrupted and (text or self.spoke):
+        if self.kind is not None and (text or (interrupted and self.spoke)):
+            said: dict[str, Any] = {"role": "assistant", "content": text, "kind": self.kind}
+            session = session.add({**said, "interrupted": True} if interrupted else said)
+        elif interrupted and (text or self.spoke):
             session = session.add_assistant(text, interrupted=True)
         elif text:
             session = session.add_assistant(text)
+        if self.action is not None and self.action.ends_call:
+            session = session.remember(call_end=_call_end(self, interrupted))
         return session
+
+
+def _call_end(reply: _Reply, interrupted: bool) -> dict[str, Any]:
+    """What the Session keeps of a hang-up or transfer: what, by whom, the line heard."""
+    assert reply.action is not None
+    event = reply.action.event
+    record: dict[str, Any] = {"by": reply.by, "line": _join(reply.said)}
+    if isinstance(event, HangUp):
+        record.update(action="hang_up", reason=event.reason)
+    else:
+        record.update(action="transfer", to=getattr(event, "to", ""))
+    record["interrupted"] = interrupted
+    return record
+
+
+def _due_action(reply: _Reply) -> Any:
+    """The hang-up or transfer of ``reply`` to yield now, once (None if there is none)."""
+    action = reply.action
+    if action is None or not action.ends_call or reply.acted:
+        return None
+    reply.acted = True
+    return action.event
 
 
 # ---------------------------------------------------------------------------------------------
@@ -641,17 +714,30 @@ async def _answer(cfg: _Config, reply: _Reply, client: Any) -> AsyncIterator[Any
                 yield item
             break
         for call in calls:
+            action = None
             if specs is None:
                 content = NOT_OFFERED_RESULT
             else:
                 reply.tool = call.name
                 try:
-                    content, _ = await run_tool(by_name, call)
+                    content, _, action = await run_tool_action(by_name, call)
                 finally:
                     reply.tool = None
             reply.add_result(call, content)
             yield ToolResult(call.id, call.name, content)
+            # call control (voicekit.phone): keys are pressed at once; a hang-up or transfer
+            # waits for the end of the reply (the loop yields it after the last audio)
+            if action is not None and isinstance(action.event, SendDtmf):
+                yield action.event
+            elif action is not None and reply.action is None:
+                reply.action, reply.by = action, call.name
         rounds += 1
+        if reply.action is not None and reply.action.say is not None:
+            # the tool's own line ends the reply: the LLM is not asked again
+            reply.kind = "call_line"
+            async for item in _greet(cfg, reply, reply.action.say, last=False):
+                yield item
+            break
         if specs is None and rounds > cfg.max_tool_rounds:
             reply.llm_error = _looped(rounds, offered=False)
             async for item in _fail(cfg, reply, reply.llm_error, unanswered=True):
@@ -781,9 +867,12 @@ def _looped(rounds: int, *, offered: bool = True) -> ProviderResponseError:
     return ProviderResponseError(what, provider="llm")
 
 
-async def _greet(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
-    """Speak the first message, sentence by sentence, so that a barge-in keeps what was heard."""
-    text = str(cfg.first_message)
+async def _greet(
+    cfg: _Config, reply: _Reply, line: str | None = None, *, last: bool = True
+) -> AsyncIterator[Any]:
+    """Speak the first message (or ``line``: a tool's or the idle policy's), sentence by
+    sentence, so that a barge-in keeps what was heard; ``last``: end the reply after it."""
+    text = str(cfg.first_message) if line is None else line
     try:
         flow = Flow([Sentence(s) for s in split_sentences(text)]) | Stage.of(_mark_heard) | cfg.tts
         async with flow.open() as items:
@@ -794,7 +883,8 @@ async def _greet(cfg: _Config, reply: _Reply) -> AsyncIterator[Any]:
             raise
         async for item in _fail(cfg, reply, exc):
             yield item
-    yield SessionUpdated(reply.finish(interrupted=False))
+    if last:
+        yield SessionUpdated(reply.finish(interrupted=False))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -965,6 +1055,14 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
     strategy = cfg.interruption
     pause: _Pause | None = None  # the reply in flight is paused: the user speaks over it
     skip_turn = False  # the turn in progress was a backchannel over a reply: no answer to it
+    # call control and idle callers (voicekit.phone): once a hang-up or transfer is yielded the
+    # call is over for the agent (``closing``: no more replies, nothing cut); the idle timer
+    # runs from ``idle_since`` (stream time the agent finished speaking) while nobody speaks
+    closing = False
+    idle = cfg.idle
+    idle_since: float | None = None
+    idle_count = 0  # reprompts said since the caller was last heard
+    speaking = turn_open = False  # the caller is speaking / a user turn is open
     try:
         if cfg.first_message:
             state = _Reply(session)
@@ -983,7 +1081,36 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     await finished.close()
                     session = ended.finish(interrupted=bool(ended.unheard))
                     yield SessionUpdated(session)
+                    due = _due_action(ended)  # a hang-up or transfer: once all of it was heard
+                    if due is not None:
+                        closing = True
+                        yield due
+                    if idle is not None and not closing:  # finished speaking: the timer starts
+                        heard_at = ended.last_ack if acks else None
+                        idle_since = clock.end if heard_at is None else heard_at
                     continue
+            if (
+                idle is not None
+                and idle_since is not None
+                and running is None
+                and spec is None
+                and pull_src is not None
+                and not (closing or speaking or turn_open)
+                and clock.inbound >= idle_since + idle.after
+            ):
+                # nobody spoke: the idle policy's line, recorded as what it is (not the LLM's)
+                at, idle_since = idle_since + idle.after, None
+                state = _Reply(session)
+                state.by = "idle"
+                if idle_count < idle.reprompts:
+                    idle_count += 1
+                    state.kind, line = "idle_reprompt", idle.reprompt
+                else:
+                    state.kind, line = "idle_goodbye", idle.goodbye
+                    state.action = CallAction(HangUp("idle"), say=line or None)
+                running = _Running(state, _greet(cfg, state, line))
+                yield ReplyStarted(None, at)
+                continue
             # the user first: an item of the source wins over reply output that is ready too
             if pull_src is None or not pull_src.done():
                 if running is not None and not running.buffer and not running.state.live.is_set():
@@ -1018,12 +1145,22 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     continue  # the source ended: the reply in flight may finish
                 pull_src = asyncio.ensure_future(anext(src))
                 clock.see(item)
+                if isinstance(item, SpeechStarted | SpeechStopped):
+                    speaking = isinstance(item, SpeechStarted)
+                elif isinstance(item, TurnStarted | TurnEnded):
+                    turn_open = isinstance(item, TurnStarted)
+                if isinstance(item, SpeechStarted | TurnStarted | Dtmf | Digits):
+                    idle_count = 0  # the caller is there
+                if idle_since is not None and isinstance(
+                    item, SpeechStarted | SpeechStopped | TurnStarted | TurnEnded | Dtmf | Digits
+                ):
+                    idle_since = max(idle_since, item.t)  # silence counts from the caller's end
                 if spec is not None and _user_went_on(item, spec):
                     await spec.close()  # silently: nothing of it was heard or recorded
                     spec = None
                 # the barge-in strategy: pause on speech over a reply, then cut or resume
                 verdict = None
-                if running is None:
+                if running is None or closing:  # nothing to cut once the call is ending
                     pause = None
                 elif strategy.cuts_at_once:
                     if isinstance(item, TurnStarted | TurnEnded):
@@ -1063,6 +1200,10 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     running = None
                     session = await cut.stop()
                     yield SessionUpdated(session)
+                    due = _due_action(cut.state)  # a goodbye cut short: still hang up, after
+                    if due is not None:  # what was heard of it (the transport waits for that)
+                        closing = True
+                        yield due
                     if not isinstance(item, TurnStarted | TurnEnded):
                         if not isinstance(item, AudioChunk):
                             yield item
@@ -1078,6 +1219,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         and running is None
                         and item.text.strip()
                         and not skip
+                        and not closing
                     ):
                         spec = _Speculation(cfg, session, item.text, client)
                 elif isinstance(item, TurnStarted | TurnEnded):
@@ -1088,6 +1230,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                         and item.text.strip()
                         and running is None
                         and not skip
+                        and not closing
                     ):
                         if spec is not None and spec.origin is session:
                             spec.promote(item.text)  # same words: _user_went_on kept it
@@ -1120,6 +1263,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                             running.state.acked.clear()  # transport acknowledges its marks too
                     elif isinstance(item, Played) and acks and running is not None:
                         running.state.ack(item.name)
+                        if item.name in running.state.acked:
+                            running.state.last_ack = item.t
                     yield item
                 continue
             if spec is not None and spec.hold():
@@ -1250,6 +1395,7 @@ def agent(
     client: httpx.AsyncClient | None = None,
     preemptive: bool = True,
     history: HistoryOption = None,
+    idle: Idle | None = None,
     first_audio_deadline: float | None = 5.0,
     llm_deadline: float | None = 30.0,
     filler: str | None = None,
@@ -1285,6 +1431,11 @@ def agent(
     None turns either off. ``filler`` (e.g. ``"One moment."``): spoken once in a reply whose
     first token has not come ``filler_after`` seconds after its start; heard, but never
     recorded as the LLM's words (it does not stop the deadline's clock).
+
+    ``idle``: what to do when the caller says nothing after the agent has finished speaking —
+    a :func:`voicekit.phone.idle` policy (reprompt, then goodbye and hang up); None: wait.
+    A tool may end, transfer or key the call (:mod:`voicekit.phone`): see the module
+    documentation, "Call control".
 
     ``interruption``: the barge-in strategy, an :class:`~voicekit.Interruption` (the default,
     ``Interruption()``, pauses the reply when the user speaks over it, cuts it on a word that
@@ -1342,6 +1493,10 @@ def agent(
             "agent: interruption must be an Interruption (e.g. voicekit.Interruption.immediate()), "
             f"got {type(interruption).__name__}"
         )
+    if idle is not None and not isinstance(idle, Idle):
+        raise ConfigError(
+            f"agent: idle must be a voicekit.phone.idle(...) policy or None, got {idle!r}"
+        )
     try:
         window = HistoryWindow.of(history)
     except ConfigError as exc:
@@ -1359,6 +1514,7 @@ def agent(
         wants_client="client" in accepted_context(fn),
         preemptive=preemptive,
         history=window,
+        idle=idle,
         first_audio_deadline=first_audio_deadline,
         llm_deadline=llm_deadline,
         filler=filler.strip() or None if filler is not None else None,

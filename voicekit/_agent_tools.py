@@ -20,9 +20,9 @@ from typing import Any
 
 from ._errors import ConfigError
 from ._frozen import freeze, thaw
-from .events import ToolCall
+from .events import HangUp, SendDtmf, ToolCall, TransferCall
 
-__all__ = ["Tool", "in_thread", "run_tool", "tool", "tools_of"]
+__all__ = ["CallAction", "Tool", "in_thread", "run_tool", "run_tool_action", "tool", "tools_of"]
 
 _SIMPLE: dict[Any, str] = {
     str: "string",
@@ -52,6 +52,55 @@ class Tool:
     def spec(self) -> dict[str, Any]:
         """The schema in the chat-completions shape ``{"type": "function", "function": ...}``."""
         return {"type": "function", "function": thaw(self.schema)}
+
+
+@dataclass(frozen=True, slots=True)
+class CallAction:
+    """What a tool returns to act on the call (see :mod:`voicekit.phone`): the agent yields
+    ``event`` — after the reply's audio for a :class:`~voicekit.HangUp` or
+    :class:`~voicekit.TransferCall`, at once for a :class:`~voicekit.SendDtmf`. ``say``: a line
+    the agent speaks itself before a hang-up or transfer (the LLM is then not asked again);
+    ``result``: the tool result the LLM sees (a description of the action when empty). A tool
+    may also return a bare ``HangUp``/``TransferCall``/``SendDtmf``."""
+
+    event: HangUp | TransferCall | SendDtmf
+    say: str | None = None
+    result: str = ""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.event, HangUp | TransferCall | SendDtmf):
+            raise ConfigError(
+                "CallAction: event must be a HangUp, TransferCall or SendDtmf, "
+                f"got {type(self.event).__name__}"
+            )
+        if self.say is not None and not isinstance(self.say, str):
+            raise ConfigError(f"CallAction: say must be a str or None, got {self.say!r}")
+
+    @property
+    def ends_call(self) -> bool:
+        """Whether the call is over for the agent once the action is taken."""
+        return isinstance(self.event, HangUp | TransferCall)
+
+
+def _action_of(result: Any) -> CallAction | None:
+    if isinstance(result, CallAction):
+        return result
+    if isinstance(result, HangUp | TransferCall | SendDtmf):
+        return CallAction(result)
+    return None
+
+
+def _describe(action: CallAction) -> str:
+    """The tool result the LLM sees for ``action`` when the tool gave none."""
+    event = action.event
+    if isinstance(event, SendDtmf):
+        return json.dumps({"ok": True, "pressed": event.digits})
+    what = "hang_up" if isinstance(event, HangUp) else "transfer"
+    if action.say:
+        note = "the caller hears the line below, then the call ends; say nothing more"
+        return json.dumps({"ok": True, "action": what, "line": action.say, "note": note})
+    note = "the call ends once your reply is heard: say a short goodbye, or nothing if you did"
+    return json.dumps({"ok": True, "action": what, "note": note})
 
 
 def tool(
@@ -300,7 +349,17 @@ async def in_thread(fn: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 
 async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> tuple[str, bool]:
-    """Run one tool call; return the text for the LLM and whether the call succeeded.
+    """Run one tool call; return the text for the LLM and whether the call succeeded
+    (:func:`run_tool_action` also says what the tool asked to do to the call)."""
+    content, ok, _ = await run_tool_action(tools, call)
+    return content, ok
+
+
+async def run_tool_action(
+    tools: Mapping[str, Tool], call: ToolCall
+) -> tuple[str, bool, CallAction | None]:
+    """Run one tool call; return the text for the LLM, whether the call succeeded, and the
+    :class:`CallAction` the tool returned (a hang-up, transfer or key press), if any.
 
     Arguments that are not a JSON object are not run. A sync function runs in a daemon thread
     of its own (:func:`in_thread`): cancelling the await abandons it — a thread cannot be
@@ -310,13 +369,13 @@ async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> tuple[str, bool
     """
     found = tools.get(call.name)
     if found is None:
-        return _error(f"there is no tool named {call.name!r}; the call was not run"), False
+        return _error(f"there is no tool named {call.name!r}; the call was not run"), False, None
     try:
         arguments = json.loads(call.arguments or "{}")
     except ValueError:
-        return _error("the arguments were not valid JSON; the call was not run"), False
+        return _error("the arguments were not valid JSON; the call was not run"), False, None
     if not isinstance(arguments, dict):
-        return _error("the arguments must be a JSON object; the call was not run"), False
+        return _error("the arguments must be a JSON object; the call was not run"), False, None
     fn = found.fn
     try:
         if inspect.iscoroutinefunction(inspect.unwrap(fn)) or (
@@ -328,5 +387,8 @@ async def run_tool(tools: Mapping[str, Tool], call: ToolCall) -> tuple[str, bool
             if inspect.isawaitable(result):
                 result = await result
     except Exception as exc:
-        return _error(f"{type(exc).__name__}: {exc}"), False
-    return _result_text(result), True
+        return _error(f"{type(exc).__name__}: {exc}"), False, None
+    action = _action_of(result)
+    if action is not None:
+        return action.result or _describe(action), True, action
+    return _result_text(result), True, None
