@@ -44,6 +44,7 @@ from ._errors import (
 from ._frozen import FrozenDict, freeze, thaw
 from ._interruption import Interruption
 from ._metrics import TurnMetrics
+from ._recording import CallRecording, Recorder, Recording, read_recording, recorder
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
@@ -85,6 +86,7 @@ __all__ = [
     "AudioError",
     "AudioWarning",
     "CallEnded",
+    "CallRecording",
     "CallStarted",
     "ConfigError",
     "Continuity",
@@ -108,6 +110,8 @@ __all__ = [
     "ProviderStatusError",
     "ProviderStreamError",
     "ProviderTimeout",
+    "Recorder",
+    "Recording",
     "ReplyFailed",
     "ReplyStarted",
     "SendDtmf",
@@ -147,6 +151,8 @@ __all__ = [
     "notebook",
     "ops",
     "parallel",
+    "read_recording",
+    "recorder",
     "phone",
     "run_conversation",
     "session",

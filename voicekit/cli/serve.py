@@ -3,7 +3,7 @@ uvicorn).
 
 The agent options are those of ``demo`` (``--llm --stt --tts --voice --system``); the server's
 are ``--carrier --host --port --public-url --max-calls --workers --dev --drain-timeout
---inbound-ms``. Each
+--inbound-ms --record``. Each
 worker process loads the models once, at start. SIGTERM drains: ``/readyz`` turns 503 and new
 calls are refused, running calls go on until they end or ``--drain-timeout`` passes, then the
 server stops (a second SIGTERM stops it at once). It logs one line per finished turn (the
@@ -30,6 +30,7 @@ from typing import Any
 
 from .._agent import voice_agent
 from .._errors import ConfigError, VoicekitError
+from .._recording import recorder
 from .._logging import FORMATS, log_config
 from .._metrics import TurnMetrics
 from ..session import Session
@@ -96,6 +97,10 @@ def add_parser(subparsers: Any) -> None:
                        help="log lines as text or as one JSON object each; every record of a "
                        "call names its call id, none holds a key or a phone number "
                        "(default: %(default)s)")
+    group.add_argument("--record", metavar="DIR", default=None,
+                       help="record every call into DIR: a stereo WAV (caller left, agent right, "
+                       "what the caller heard) and a JSON transcript, named after the call id "
+                       "(default: no recording)")
     group.add_argument("--dev", action="store_true",
                        help="turn the signature and token checks off (loopback --host only)")
     group.add_argument("--audiohook-mode", choices=("bot", "monitor"), default="bot",
@@ -116,6 +121,10 @@ def run(args: argparse.Namespace) -> int:
                               f"not {args.host!r}")
         if args.workers < 1 or args.max_calls < 1:
             raise ConfigError("--workers and --max-calls must be at least 1")
+        if args.record is not None:
+            if args.carrier == "audiohook":
+                raise ConfigError("--record is not supported with --carrier audiohook yet")
+            recorder(args.record)  # the directory can be created and written into
         if getattr(args, "metrics", False):
             from ..serve._metrics import TOKEN_VARIABLE
 
@@ -218,6 +227,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
         dev=args.dev, host=args.host, on_end=on_end, inbound_ms=args.inbound_ms,
         metrics=getattr(args, "metrics", False), on_turn=_log_turn,
         mode=getattr(args, "audiohook_mode", "bot"),
+        record_dir=getattr(args, "record", None),
     )
     state = inner.state.voicekit
 

@@ -8,6 +8,7 @@ import os
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -18,6 +19,7 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .._errors import ConfigError, ProtocolError
+from .._recording import recorder
 from .._metrics import TurnMetrics
 from .._secrets import remember
 from ..events import CallStarted
@@ -87,6 +89,7 @@ def app(
     on_turn: Callable[[TurnMetrics], Any] | None = None,
     grace: float = 0.5,
     mode: str = "bot",
+    record_dir: str | Path | None = None,
 ) -> Starlette:
     """An ASGI application that answers phone calls with ``on_call(call)`` (see
     :class:`voicekit.transports.Call`); serve it with uvicorn or mount it in FastAPI.
@@ -107,6 +110,9 @@ def app(
     audio runs ahead of real time, ``on_end(session)`` receives each call's final Session,
     ``grace`` is how long a pipeline may run on after the caller hung up, ``inbound_ms`` the
     length of the caller's audio chunks (see :func:`voicekit.transports.run_call`).
+    ``record_dir`` records every call there: a stereo WAV (caller left, agent right, what the
+    caller heard) and a JSON transcript per call, named after the call id (see
+    :func:`voicekit.recorder`); off by default.
 
     ``carrier="telnyx"``: ``POST /telnyx/voice`` (TeXML; Telnyx's Ed25519 webhook signature
     checked with ``TELNYX_PUBLIC_KEY``; stream tokens keyed with ``TELNYX_API_KEY``, else a
@@ -142,6 +148,9 @@ def app(
     counted, metric_routes = metrics_setup(metrics, metrics_token, host)
     if counted is not None or on_turn is not None:
         on_call = watched(on_call, counted, on_turn)
+    if carrier == "audiohook" and record_dir is not None:
+        raise ConfigError("serve: record_dir is not supported with carrier='audiohook' yet")
+    record = recorder(record_dir) if record_dir is not None else None
     if carrier == "audiohook":
         hook = _audiohook_app(on_call, state, mode=mode, dev=dev, rate=rate, lead=lead,
                               on_end=on_end, grace=grace)
@@ -222,7 +231,7 @@ def app(
         try:
             final = await run_call(
                 ws, codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
-                authorize=authorize, on_end=ended, grace=grace,
+                authorize=authorize, on_end=ended, grace=grace, record=record,
             )
         finally:
             state.calls -= 1

@@ -137,7 +137,9 @@ class _Inbound:
     """Decoded events -> the pipeline: audio resampled to ``rate`` as it comes, in chunks of at
     least ``chunk`` samples (the samples ready are handed on at once when ``chunk`` is 0)."""
 
-    __slots__ = ("_made", "_pending", "_resampler", "_t0", "chunk", "ended", "queue", "rate")
+    __slots__ = (
+        "_made", "_pending", "_resampler", "_t0", "chunk", "ended", "queue", "rate", "tap",
+    )
 
     def __init__(self, wire_rate: int, rate: int, chunk: int = 0) -> None:
         self.rate = rate
@@ -148,6 +150,7 @@ class _Inbound:
         self._pending: list[np.ndarray[Any, Any]] = []
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.ended = False
+        self.tap: Any = None  # a call recording's observer (record=), sees each item as it comes
 
     def _release(self) -> None:
         if not self._pending:
@@ -161,6 +164,8 @@ class _Inbound:
     def put(self, event: Any) -> None:
         if self.ended:
             return
+        if self.tap is not None:
+            self.tap.inbound(event)
         if isinstance(event, AudioChunk):
             if self._t0 is None:
                 self._t0 = event.t
@@ -231,6 +236,7 @@ class _Outbound:
         "sent_audio",
         "session",
         "state",
+        "tap",
     )
 
     def __init__(self, codec: Codec[Any], state: _Cell, socket: _Socket, lead: float) -> None:
@@ -244,6 +250,7 @@ class _Outbound:
         self._play_end = 0.0  # loop time when the carrier will have played all we sent
         self.session: Session | None = None
         self.sent_audio = 0.0  # seconds of audio sent
+        self.tap: Any = None  # a call recording's observer (record=): what plays when
 
     async def _emit(self, item: Any) -> None:
         if not self._socket.usable():
@@ -263,6 +270,8 @@ class _Outbound:
             await asyncio.sleep(ahead - self.lead)
         duration = samples.shape[0] / self._codec.rate
         await self._emit(AudioChunk(samples, self._codec.rate, self.sent_audio))
+        if self.tap is not None:
+            self.tap.played(samples, self._play_end)  # the carrier plays it from _play_end
         self._play_end += duration
         self.sent_audio += duration
 
@@ -319,6 +328,8 @@ class _Outbound:
                     self.session = item.session
             else:
                 await self._emit(item)
+            if self.tap is not None:
+                self.tap.outbound(item, self._play_end)
         await self.flush()
 
 
@@ -344,6 +355,7 @@ async def run_call(
     on_end: Callable[[Session], Any] | None = None,
     start_timeout: float = 10.0,
     grace: float = 0.5,
+    record: Callable[[CallStarted, int], Any] | None = None,
 ) -> Session | None:
     """Run one call on an accepted WebSocket (Starlette's, or anything with ``receive``,
     ``send_text``, ``send_bytes``, ``close`` and ``application_state``) until it ends; return
@@ -355,7 +367,10 @@ async def run_call(
     ``authorize(started)`` may raise :class:`~voicekit.ProtocolError` to refuse the call
     (before any audio is processed). ``on_call(call)`` may return the final Session; otherwise
     the last ``SessionUpdated`` seen on the outbound stream (or the call's first Session) is
-    final. See the module docstring for the lifetime rules.
+    final. ``record`` (e.g. :func:`voicekit.recorder`) is called with the call start and the
+    wire rate and returns the call's observer (see :class:`voicekit.CallRecording`); it is
+    closed with the final Session, before ``on_end``. See the module docstring for the
+    lifetime rules.
     """
     socket = _Socket(websocket)
     state = codec.initial()
@@ -384,11 +399,14 @@ async def run_call(
         return None
 
     inbound = _Inbound(codec.rate, rate, int(rate * inbound_ms / 1000) if inbound_ms > 20 else 0)
+    observer = record(started, codec.rate) if record is not None else None
+    inbound.tap = observer
     inbound.put(started)
     for event in early:
         inbound.put(event)
     cell = _Cell(state)
     outbound = _Outbound(codec, cell, socket, lead)
+    outbound.tap = observer
     session = _session_of(started)
     call = Call(Flow(inbound.items()), outbound.consume, session, started)
 
@@ -429,6 +447,8 @@ async def run_call(
         await socket.close()
         result = outcome[0]
     final = result if isinstance(result, Session) else outbound.session or session
+    if observer is not None:
+        observer.close(final)
     await _hand_over(final, on_end)
     return final
 
