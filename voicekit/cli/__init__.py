@@ -34,6 +34,7 @@ COMMANDS: tuple[str, ...] = (
     "chat",
     "serve",
     "eval",
+    "call",
 )
 """The subcommand modules of :mod:`voicekit.cli`, each with ``add_parser(subparsers)``."""
 

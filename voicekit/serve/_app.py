@@ -25,8 +25,17 @@ from .._secrets import remember
 from ..events import CallStarted
 from ..session import Session
 from ..transports import Call, run_call, twilio, websocket
+from ..transports._control import CallControl
+from ..transports._rest import CarrierApi, api_from_env
 from ..transports._token import Spent, check_token, derive_key, make_token
 from ._carriers import SECRETS, carrier_routes
+from ._dial import (
+    amd_route,
+    plivo_transfer_route,
+    signed_transfer_url,
+    stream_url_of,
+    twilio_resume,
+)
 from ._metrics import metrics_setup, refused, watched, with_metrics
 from ._page import page_routes
 
@@ -90,6 +99,7 @@ def app(
     grace: float = 0.5,
     mode: str = "bot",
     record_dir: str | Path | None = None,
+    api: CarrierApi | None = None,
 ) -> Starlette:
     """An ASGI application that answers phone calls with ``on_call(call)`` (see
     :class:`voicekit.transports.Call`); serve it with uvicorn or mount it in FastAPI.
@@ -125,6 +135,20 @@ def app(
     is ``"bot"`` (Audio Connector: ``on_call`` answers, see
     :func:`voicekit.transports.agent_call`) or ``"monitor"`` (``on_call`` transcribes, see
     :func:`voicekit.transports.transcriber`).
+
+    ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
+    :mod:`voicekit.serve._metrics`): with ``metrics_token`` (default ``VOICEKIT_METRICS_TOKEN``)
+    a scraper must send ``Authorization: Bearer <token>``; without one only loopback clients
+    are answered, and a ``host`` that is not loopback is refused. ``on_turn(turn)`` receives
+    the :class:`~voicekit.TurnMetrics` of every finished turn of every call (the agent yields
+    them with ``metrics=True``). With both off, nothing watches the calls.
+
+    Call control: ``HangUp``, ``TransferCall`` and ``SendDtmf`` on a call's outbound stream
+    go through the carrier's REST API, ``api`` (default: from the environment,
+    ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``, ``TELNYX_API_KEY``,
+    ``PLIVO_AUTH_ID``/``PLIVO_AUTH_TOKEN``). Twilio also gets ``POST /twilio/amd`` (the
+    asynchronous answering-machine result of :func:`voicekit.serve.dial`), Plivo
+    ``/plivo/transfer`` (the ``<Dial>`` a transfer fetches).
 
     ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
     :mod:`voicekit.serve._metrics`): with ``metrics_token`` (default ``VOICEKIT_METRICS_TOKEN``)
@@ -205,7 +229,15 @@ def app(
             "callee": params.get("To", ""),
             twilio.TOKEN_PARAMETER: make_token(key, call_sid, ttl=token_ttl),
         }
+        if params.get("AnsweredBy"):  # an outbound call with machine detection (dial)
+            parameters["answered_by"] = params["AnsweredBy"]
         return Response(twilio.twiml(stream_url, parameters), media_type="application/xml")
+
+    def verify_twilio(request: Request, form: dict[str, str]) -> bool:
+        url = _public_base(request, public_url) + request.url.path
+        url += f"?{request.url.query}" if request.url.query else ""
+        given = request.headers.get("x-twilio-signature", "")
+        return twilio.verify_signature(auth_token, url, form, given)
 
     def authorize_twilio(started: CallStarted) -> None:
         if dev:
@@ -221,6 +253,21 @@ def app(
         if not ws_secret or not secrets.compare_digest(given.encode(), ws_secret.encode()):
             raise ProtocolError("ws: missing or wrong token")
 
+    def rest_api() -> CarrierApi:
+        return api if api is not None else api_from_env(carrier or "twilio")
+
+    def control_for(ws: WebSocket) -> CallControl:
+        the_api = rest_api() if carrier in ("twilio", "telnyx", "plivo") else None
+        if carrier == "twilio":
+            media_url = stream_url_of(ws, public_url, "/twilio/media")
+            resume = twilio_resume(media_url, None if dev else key, token_ttl) if media_url \
+                else None
+            return CallControl(the_api, resume=resume)
+        if carrier == "plivo" and public_url:
+            base = public_url.rstrip("/")
+            return CallControl(the_api, transfer_url=lambda to: signed_transfer_url(base, key, to))
+        return CallControl(the_api)
+
     async def serve_socket(ws: WebSocket, codec: Any, authorize: Any) -> None:
         await ws.accept()
         if not state.ready:
@@ -232,6 +279,7 @@ def app(
             final = await run_call(
                 ws, codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
                 authorize=authorize, on_end=ended, grace=grace, record=record,
+                control=control_for(ws),
             )
         finally:
             state.calls -= 1
@@ -255,8 +303,11 @@ def app(
         routes[2:2] = [
             Route("/twilio/voice", twilio_voice, methods=["POST"]),
             WebSocketRoute("/twilio/media", twilio_media),
+            amd_route(verify=None if dev else verify_twilio, control=rest_api),
         ]
     else:
+        if carrier == "plivo" and public_url:  # a transfer's <Dial>, at a URL Plivo can reach
+            routes.append(plivo_transfer_route(key))
         routes += carrier_routes(
             carrier, secret=auth_token, key=key, dev=dev, token_ttl=token_ttl,
             ready=lambda: state.ready, public_base=lambda r: _public_base(r, public_url),

@@ -28,7 +28,7 @@ from typing import Any
 
 from .._errors import ProtocolError
 from .._secrets import redact
-from ..events import CallEnded, CallStarted, Interrupted, Mark, Played
+from ..events import CallEnded, CallStarted, HangUp, Interrupted, Mark, Played, TransferCall
 from ..ops import Flow
 from ..session import Session
 from ._codec import Codec, WireMessage
@@ -185,6 +185,24 @@ class _Protocol:
             await self.socket.send(text)
 
 
+def _actor(protocol: _Protocol) -> Callable[[Any], Awaitable[str]]:
+    """Call control on AudioHook: a ``HangUp`` is a ``disconnect`` (``completed``) with its
+    variables as ``outputVariables``; a ``TransferCall`` the same with ``action: transfer``
+    and ``target`` (the Architect flow does the transfer); no DTMF can be sent."""
+
+    async def act(item: Any) -> str:
+        if isinstance(item, HangUp):
+            variables = dict(item.variables)
+        elif isinstance(item, TransferCall):
+            variables = {**item.variables, "action": "transfer", "target": item.to}
+        else:
+            return "unsupported"
+        await protocol.send(Disconnect("completed", "", variables))
+        return "done"
+
+    return act
+
+
 async def _finish(protocol: _Protocol, websocket: Any, close_timeout: float) -> None:
     """After our ``disconnect``: answer the client's ``close`` (any order problems forgiven
     now), then close the socket; give up after ``close_timeout``."""
@@ -287,6 +305,7 @@ async def run_session(
     for event in early:
         inbound.put(event)
     outbound = _Packets(codec, protocol.cell, socket, lead, inbound.put)
+    outbound.act = _actor(protocol)
     language = {"language": started.parameters["language"]} \
         if started.parameters.get("language") else {}
     previous = await resume(started) if resume is not None else None

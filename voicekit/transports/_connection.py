@@ -45,13 +45,18 @@ from ..events import (
     AudioChunk,
     CallEnded,
     CallStarted,
+    HangUp,
     Interrupted,
     Mark,
+    Played,
+    SendDtmf,
     SessionUpdated,
+    TransferCall,
 )
 from ..ops import Flow
 from ..session import Session
 from ._codec import Codec, WireMessage
+from ._control import CallControl, perform
 from ._resample import StreamResampler
 
 __all__ = ["Call", "run_call"]
@@ -232,6 +237,10 @@ class _Outbound:
         "_play_end",
         "_resampler",
         "_socket",
+        "_unplayed",
+        "_wake",
+        "ack_slack",
+        "act",
         "lead",
         "sent_audio",
         "session",
@@ -250,6 +259,11 @@ class _Outbound:
         self._play_end = 0.0  # loop time when the carrier will have played all we sent
         self.session: Session | None = None
         self.sent_audio = 0.0  # seconds of audio sent
+        # call control: the marks sent and not acknowledged yet, woken by Played/clear/gone
+        self._unplayed: set[str] = set()
+        self._wake = asyncio.Event()
+        self.ack_slack = 5.0  # how long past our play-out clock a carrier's ack may lag
+        self.act: Callable[[Any], Awaitable[str]] | None = None
         self.tap: Any = None  # a call recording's observer (record=): what plays when
 
     async def _emit(self, item: Any) -> None:
@@ -312,17 +326,76 @@ class _Outbound:
         if self._resampler is not None:
             self._resampler.reset()
         self._play_end = asyncio.get_running_loop().time()
+        self._unplayed.clear()  # thrown away: nothing of it will be played, nothing to wait for
+        self.wake()
         await self._emit(item)
 
+    def played(self, name: str) -> None:
+        """The carrier acknowledged mark ``name`` (from the receive side)."""
+        self._unplayed.discard(name)
+        self.wake()
+
+    def wake(self) -> None:
+        """Something a waiting call-control item depends on changed."""
+        self._wake.set()
+
+    async def played_out(self) -> bool:
+        """Wait until everything sent so far has been played: every mark acknowledged (where
+        the carrier acknowledges; at most ``ack_slack`` seconds past our play-out clock), then
+        our play-out clock for the audio after the last mark. False when the call ended
+        meanwhile."""
+        await self.flush()
+        loop = asyncio.get_running_loop()
+        give_up = max(self._play_end, loop.time()) + self.ack_slack
+        while self._unplayed and self._socket.usable():
+            self._wake.clear()
+            left = give_up - loop.time()
+            if left <= 0:
+                _log.warning("%s: %d mark(s) not acknowledged in time; acting anyway",
+                             self._codec.name, len(self._unplayed))
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+        while self._socket.usable() and (left := self._play_end - loop.time()) > 0:
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), left)
+        return self._socket.usable()
+
+    async def control(self, item: Any) -> bool:
+        """Act on a call-control item once what came before it has been played. True when the
+        call is over for us (a hang-up or a transfer was carried out, or the call had ended)."""
+        if not await self.played_out():
+            return True
+        if self.act is None:  # no carrier API (the generic socket): a hang-up closes it
+            if isinstance(item, HangUp):
+                await self._socket.close()
+                return True
+            _log.warning("%s: %s is not supported here; ignored",
+                         self._codec.name, type(item).__name__)
+            return False
+        result = await self.act(item)
+        if result == "unsupported":
+            _log.warning("%s: %s is not supported here; ignored",
+                         self._codec.name, type(item).__name__)
+            return False
+        return result == "ended" or not isinstance(item, SendDtmf)
+
     async def consume(self, items: AsyncIterable[Any]) -> None:
-        async for item in items:
+        iterator = aiter(items)
+        over = False  # a hang-up or transfer was carried out, or the call ended meanwhile
+        async for item in iterator:
             if isinstance(item, AudioChunk):
                 await self.audio(item)
             elif isinstance(item, Interrupted):
                 await self.clear(item)
             elif isinstance(item, Mark):
                 await self.flush()
+                if self._codec.acknowledges:
+                    self._unplayed.add(item.name)
                 await self._emit(item)
+            elif isinstance(item, HangUp | TransferCall | SendDtmf):
+                over = await self.control(item)
             elif isinstance(item, SessionUpdated):
                 if isinstance(item.session, Session):
                     self.session = item.session
@@ -330,6 +403,11 @@ class _Outbound:
                 await self._emit(item)
             if self.tap is not None:
                 self.tap.outbound(item, self._play_end)
+            if over:  # the call is handed over or ended: the agent stops, nothing more goes out
+                aclose = getattr(iterator, "aclose", None)
+                if aclose is not None:
+                    await aclose()
+                return
         await self.flush()
 
 
@@ -356,6 +434,7 @@ async def run_call(
     start_timeout: float = 10.0,
     grace: float = 0.5,
     record: Callable[[CallStarted, int], Any] | None = None,
+    control: CallControl | None = None,
 ) -> Session | None:
     """Run one call on an accepted WebSocket (Starlette's, or anything with ``receive``,
     ``send_text``, ``send_bytes``, ``close`` and ``application_state``) until it ends; return
@@ -371,6 +450,12 @@ async def run_call(
     wire rate and returns the call's observer (see :class:`voicekit.CallRecording`); it is
     closed with the final Session, before ``on_end``. See the module docstring for the
     lifetime rules.
+
+    ``HangUp``, ``TransferCall`` and ``SendDtmf`` on the outbound stream are carried out once
+    everything sent before them has been played (see :mod:`voicekit.transports._control`),
+    through the carrier's REST API described by ``control`` (default: credentials from the
+    environment). A hang-up or transfer ends the outbound stream; a carrier error is raised
+    from ``call.outbound`` (the call then ends: the socket is closed).
     """
     socket = _Socket(websocket)
     state = codec.initial()
@@ -406,6 +491,8 @@ async def run_call(
         inbound.put(event)
     cell = _Cell(state)
     outbound = _Outbound(codec, cell, socket, lead)
+    if started.carrier in _REST_CARRIERS:
+        outbound.act = _actor(control or CallControl(), started, socket)
     outbound.tap = observer
     session = _session_of(started)
     call = Call(Flow(inbound.items()), outbound.consume, session, started)
@@ -418,6 +505,8 @@ async def run_call(
                     break
                 cell.value, events = codec.decode(cell.value, message)
                 for event in events:
+                    if isinstance(event, Played):
+                        outbound.played(event.name)
                     inbound.put(event)
                 if inbound.queue.qsize() > _BACKLOG:  # the pipeline lags: let it run first
                     await asyncio.sleep(0)
@@ -428,6 +517,7 @@ async def run_call(
         finally:
             socket.gone = True  # only this side declares the peer gone
             inbound.end("closed" if socket.closing else "dropped")
+            outbound.wake()
 
     result: Any = None
     receiving = asyncio.create_task(receive(), name=f"voicekit receive {session.call_id}")
@@ -451,6 +541,18 @@ async def run_call(
         observer.close(final)
     await _hand_over(final, on_end)
     return final
+
+
+_REST_CARRIERS = ("twilio", "telnyx", "plivo")
+
+
+def _actor(
+    control: CallControl, started: CallStarted, socket: _Socket
+) -> Callable[[Any], Awaitable[str]]:
+    async def act(item: Any) -> str:
+        return await perform(control, started, item, socket.send)
+
+    return act
 
 
 async def _hand_over(final: Session, on_end: Callable[[Session], Any] | None) -> None:

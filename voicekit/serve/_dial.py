@@ -1,0 +1,321 @@
+"""Outbound calls and the carrier-side routes of call control.
+
+:func:`dial` places a call through the carrier's REST API; the carrier then fetches the same
+answer route as an inbound call (``/twilio/voice``, ``/telnyx/voice``, ``/plivo/voice``), which
+connects it to the stream route with a signed single-call token, so an outbound call reaches
+``on_call`` exactly like an inbound one.
+
+Answering machines (``voicemail``):
+
+* ``"message"`` — leave a message after the beep. Twilio: synchronous detection
+  with ``MachineDetection=DetectMessageEnd``: the carrier fetches the answer route once a
+  person answered or a machine's greeting ended (its beep), with ``AnsweredBy`` in the form;
+  the answer route passes it on as the start parameter ``answered_by`` (``human``,
+  ``machine_end_beep``, ``machine_end_silence``, ``machine_end_other``, ``fax``,
+  ``unknown``), so the agent reads ``call.started.parameters["answered_by"]`` — no extra event.
+* ``"hangup"`` — hang up on machines. Twilio: asynchronous detection
+  (``AsyncAmd=true``): the call is connected at once (a person hears the agent without delay)
+  and the result is posted to ``/twilio/amd`` (:func:`amd_route`), which hangs up through the
+  REST API when a machine (or a fax) answered. Plivo: ``machine_detection=hangup``, Plivo hangs
+  up itself. Telnyx: no machine detection through voicekit yet.
+
+>>> r = dial_request("twilio", "+15550001111", "+15550002222",
+...                  public_url="https://vk.example", account="AC1", voicemail="hangup")
+>>> r.path, r.form["Url"], r.form["AsyncAmd"]
+('/2010-04-01/Accounts/AC1/Calls.json', 'https://vk.example/twilio/voice', 'true')
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlsplit
+from xml.sax.saxutils import escape
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from .._errors import ConfigError
+from .._secrets import redact
+from ..events import CallStarted
+from ..transports import twilio
+from ..transports._control import twilio_hangup
+from ..transports._rest import CarrierApi, RestRequest, api_from_env, send, status_error
+from ..transports._token import make_token
+
+__all__ = [
+    "MACHINE_ANSWERS",
+    "VOICEMAIL",
+    "Dialed",
+    "amd_route",
+    "dial",
+    "dial_request",
+    "plivo_transfer_route",
+    "signed_transfer_url",
+    "stream_url_of",
+    "twilio_resume",
+]
+
+_log = logging.getLogger("voicekit.serve")
+
+VOICEMAIL = ("message", "hangup")
+"""The voicemail policies of :func:`dial`."""
+MACHINE_ANSWERS = frozenset(
+    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+)
+"""Twilio's ``AnsweredBy`` values that are not a person."""
+_NUMBER = re.compile(r"\+?[0-9]{3,15}")
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    """A call the carrier accepted to place: ``call_id`` is its id (Twilio's CallSid,
+    Telnyx's call sid, Plivo's request uuid), ``status`` what the carrier said (``queued``)."""
+
+    carrier: str
+    call_id: str
+    status: str = ""
+
+
+def _party(value: str, what: str) -> str:
+    if isinstance(value, str) and (_NUMBER.fullmatch(value) or value.startswith("sip:")):
+        return value
+    raise ConfigError(f"dial: {what} must be a phone number (+15551230000) or sip:…, got {value!r}")
+
+
+def _base(public_url: str) -> str:
+    if not isinstance(public_url, str) or not public_url.startswith(("https://", "http://")):
+        raise ConfigError(
+            "dial: public_url must be the http(s):// address of the voicekit server the "
+            f"carrier can reach, got {public_url!r}"
+        )
+    return public_url.rstrip("/")
+
+
+def dial_request(
+    carrier: str,
+    to: str,
+    from_: str,
+    *,
+    public_url: str,
+    account: str = "",
+    voicemail: str | None = None,
+    machine_detection: str | None = None,
+    app_id: str = "",
+) -> RestRequest:
+    """The REST request that places a call from ``from_`` to ``to`` whose answer is
+    ``{public_url}/{carrier}/voice`` (pure; see the module docstring for ``voicemail``).
+    ``machine_detection`` overrides Twilio/Telnyx's ``MachineDetection`` (``Enable`` or
+    ``DetectMessageEnd``); ``app_id`` is the Telnyx TeXML application id."""
+    to, from_ = _party(to, "to"), _party(from_, "from_")
+    base = _base(public_url)
+    if voicemail is not None and voicemail not in VOICEMAIL:
+        raise ConfigError(f"dial: voicemail must be one of {VOICEMAIL} or None, got {voicemail!r}")
+    if machine_detection not in (None, "Enable", "DetectMessageEnd"):
+        raise ConfigError(
+            f"dial: machine_detection must be Enable or DetectMessageEnd, got {machine_detection!r}"
+        )
+    answer = f"{base}/{carrier}/voice"
+    if carrier == "telnyx" and (voicemail or machine_detection):
+        raise ConfigError(
+            "dial: answering-machine detection is wired for twilio and plivo only (telnyx's "
+            "answer route does not pass AnsweredBy on yet)"
+        )
+    if carrier in ("twilio", "telnyx"):
+        form = {"To": to, "From": from_, "Url": answer, "Method": "POST"}
+        if voicemail == "message":
+            form["MachineDetection"] = machine_detection or "DetectMessageEnd"
+        elif voicemail == "hangup":
+            form.update(MachineDetection=machine_detection or "Enable", AsyncAmd="true",
+                        AsyncAmdStatusCallback=f"{base}/{carrier}/amd",
+                        AsyncAmdStatusCallbackMethod="POST")
+        elif machine_detection:
+            form["MachineDetection"] = machine_detection
+        if carrier == "twilio":
+            if not account:
+                raise ConfigError("dial: twilio needs the account SID (TWILIO_ACCOUNT_SID)")
+            path = f"/2010-04-01/Accounts/{quote(account, safe='')}/Calls.json"
+            return RestRequest("POST", path, form=form, action="dial")
+        if not app_id:
+            raise ConfigError("dial: telnyx needs the TeXML application id (TELNYX_APP_ID)")
+        return RestRequest("POST", f"/v2/texml/calls/{quote(app_id, safe='')}", json=form,
+                           action="dial")
+    if carrier == "plivo":
+        if not account:
+            raise ConfigError("dial: plivo needs the auth id (PLIVO_AUTH_ID)")
+        if voicemail == "message":
+            raise ConfigError(
+                "dial: plivo does not tell the answer route who answered; voicemail='message' "
+                "works on twilio and telnyx (plivo: 'hangup' or None)"
+            )
+        body: dict[str, Any] = {"from": from_, "to": to, "answer_url": answer,
+                                "answer_method": "POST"}
+        if voicemail == "hangup":
+            body["machine_detection"] = "hangup"
+        return RestRequest("POST", f"/v1/Account/{quote(account, safe='')}/Call/", json=body,
+                           action="dial")
+    raise ConfigError(f"dial: carrier must be twilio, telnyx or plivo, got {carrier!r}")
+
+
+def _call_id(body: Mapping[str, Any]) -> str:
+    data = body.get("data") if isinstance(body.get("data"), dict) else body
+    assert isinstance(data, Mapping)
+    for key in ("sid", "call_sid", "request_uuid", "call_control_id", "CallSid"):
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            return value
+        if isinstance(value, list) and value and isinstance(value[0], str):
+            return value[0]
+    return ""
+
+
+async def dial(
+    to: str,
+    from_: str,
+    *,
+    carrier: str = "twilio",
+    public_url: str,
+    voicemail: str | None = None,
+    machine_detection: str | None = None,
+    api: CarrierApi | None = None,
+    app_id: str | None = None,
+) -> Dialed:
+    """Place an outbound call from ``from_`` (your carrier number) to ``to`` through
+    ``carrier``'s REST API; the call is answered by the voicekit server at ``public_url``
+    (its ``/{carrier}/voice`` route, as an inbound call), so it reaches that server's
+    ``on_call``. ``voicemail``: ``"message"``, ``"hangup"`` or None (no machine detection),
+    see the module docstring. ``api``: where the REST API is and the credentials (default:
+    the environment, :data:`voicekit.transports._rest.ENV`); ``app_id``: the Telnyx TeXML
+    application (default ``TELNYX_APP_ID``).
+
+    Raises :class:`~voicekit.ConfigError` for a bad number or a missing credential,
+    :class:`~voicekit.ProviderStatusError` when the carrier refuses (its own words quoted),
+    :class:`~voicekit.ProviderTimeout`/:class:`~voicekit.ProviderConnectError` when it does
+    not answer.
+    """
+    api = api if api is not None else api_from_env(carrier)
+    if api.carrier != carrier:
+        raise ConfigError(f"dial: the api is {api.carrier}'s, not {carrier}'s")
+    api.check()
+    request = dial_request(
+        carrier, to, from_, public_url=public_url, account=api.account, voicemail=voicemail,
+        machine_detection=machine_detection,
+        app_id=app_id if app_id is not None else os.environ.get("TELNYX_APP_ID", ""),
+    )
+    reply = await send(api, request)
+    if not 200 <= reply.status < 300:
+        raise status_error(api, request, reply)
+    call_id = _call_id(reply.body)
+    status = reply.body.get("status") or reply.body.get("message") or ""
+    return Dialed(carrier, call_id, str(status))
+
+
+# -- routes the serve app mounts ------------------------------------------------------------
+
+
+def amd_route(
+    *,
+    verify: Callable[[Request, dict[str, str]], bool] | None,
+    control: Callable[[], CarrierApi],
+) -> Route:
+    """``POST /twilio/amd``: the asynchronous answering-machine result (``CallSid``,
+    ``AnsweredBy``). When a machine answered, the call is hung up through the REST API
+    (the ``"hangup"`` voicemail policy); answers 204. ``verify(request, form)`` checks the
+    carrier's signature (None: dev mode)."""
+
+    async def amd(request: Request) -> Response:
+        body = (await request.body()).decode("utf-8", "replace")
+        form = dict(parse_qsl(body, keep_blank_values=True))
+        if verify is not None and not verify(request, form):
+            _log.warning("twilio AMD callback refused: bad signature")
+            return PlainTextResponse("bad signature", status_code=403)
+        call_sid, answered_by = form.get("CallSid", ""), form.get("AnsweredBy", "")
+        if not call_sid or not answered_by:
+            return PlainTextResponse("no CallSid or AnsweredBy", status_code=400)
+        _log.info("twilio call %s answered by %s", call_sid, answered_by)
+        if answered_by in MACHINE_ANSWERS:
+            api = control()
+            try:
+                request_ = twilio_hangup(api.account, call_sid)
+                reply = await send(api, request_)
+                if not (200 <= reply.status < 300 or reply.status == 404):
+                    raise status_error(api, request_, reply)
+            except Exception as exc:  # the carrier cannot be reached: say it, answer anyway
+                _log.error("twilio: could not hang up on the machine at call %s: %s",
+                           call_sid, redact(str(exc)))
+                return PlainTextResponse("hang-up failed", status_code=502)
+        return Response(status_code=204)
+
+    return Route("/twilio/amd", amd, methods=["POST"])
+
+
+def _mac(key: bytes, to: str) -> str:
+    return hmac.new(key, f"transfer\n{to}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signed_transfer_url(base: str, key: bytes, to: str) -> str:
+    """The URL of :func:`plivo_transfer_route` that dials ``to`` (signed: the route dials
+    nothing else).
+
+    >>> signed_transfer_url("https://vk.example", b"k" * 32, "+15550001111")[:60]
+    'https://vk.example/plivo/transfer?to=%2B15550001111&sig=12a2'
+    """
+    return f"{base.rstrip('/')}/plivo/transfer?to={quote(to, safe='')}&sig={_mac(key, to)}"
+
+
+def plivo_transfer_route(key: bytes) -> Route:
+    """``POST /plivo/transfer?to=…&sig=…``: the XML a Plivo call fetches on a transfer, a
+    ``<Dial>`` to ``to`` (a number, or a ``sip:`` address) — only for URLs this server signed."""
+
+    async def transfer(request: Request) -> Response:
+        to = request.query_params.get("to", "")
+        given = request.query_params.get("sig", "")
+        if not to or not hmac.compare_digest(_mac(key, to), given):
+            return PlainTextResponse("bad transfer link", status_code=403)
+        target = f"<User>{escape(to)}</User>" if to.startswith("sip:") else (
+            f"<Number>{escape(to)}</Number>")
+        xml = f'<?xml version="1.0" encoding="UTF-8"?><Response><Dial>{target}</Dial></Response>'
+        return Response(xml, media_type="application/xml")
+
+    return Route("/plivo/transfer", transfer, methods=["GET", "POST"])
+
+
+def twilio_resume(
+    stream_url: str, key: bytes | None, ttl: float = 300.0
+) -> Callable[[CallStarted], str]:
+    """For a Twilio ``SendDtmf``: the ``<Connect><Stream>`` TwiML (with a fresh single-call
+    token when ``key`` is given) that brings the call back to the stream after the digits
+    played. The new stream is a new connection: a new ``on_call`` for the same call id."""
+    if not stream_url.startswith(("wss://", "ws://")):
+        raise ConfigError(f"twilio: the stream URL must be ws(s)://…, got {stream_url!r}")
+
+    def resume(started: CallStarted) -> str:
+        parameters = {"caller": started.caller, "callee": started.callee, "resumed": "dtmf"}
+        if key is not None:
+            parameters[twilio.TOKEN_PARAMETER] = make_token(key, started.call_id, ttl=ttl)
+        document = twilio.twiml(stream_url, parameters)
+        start = document.index("<Connect>")
+        return document[start : document.rindex("</Response>")]
+
+    return resume
+
+
+def stream_url_of(websocket: Any, public_url: str | None, path: str) -> str:
+    """The ``ws(s)://`` URL of ``path`` on this server, as the carrier reaches it (``""`` when
+    the request does not say where that is)."""
+    if public_url:
+        parts = urlsplit(public_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return f"{scheme}://{parts.netloc}{parts.path.rstrip('/')}{path}"
+    headers = getattr(websocket, "headers", {})
+    host = headers.get("host", "") if hasattr(headers, "get") else ""
+    proto = headers.get("x-forwarded-proto", "") if hasattr(headers, "get") else ""
+    scheme = "wss" if proto == "https" else getattr(getattr(websocket, "url", None), "scheme", "ws")
+    return f"{scheme}://{host}{path}" if host else ""
