@@ -148,12 +148,13 @@ class Meter:
         return self.epoch_ns + int(t * 1e9)
 
     def forget(self) -> None:
-        """Drop what the next turn cannot need: everything before the last reply's start."""
-        last = max(
-            (k for k, (_, item) in enumerate(self.timeline) if isinstance(item, ReplyStarted)),
-            default=0,
-        )
-        del self.timeline[:last]
+        """After a reply's end, drop what the next turn cannot need: everything before the
+        reply's start, and its audio."""
+        timeline = self.timeline
+        starts = (k for k in range(len(timeline) - 1, -1, -1)
+                  if isinstance(timeline[k][1], ReplyStarted))  # fmt: skip
+        last = next(starts, 0)
+        self.timeline = [pair for pair in timeline[last:] if not isinstance(pair[1], AudioChunk)]
 
 
 def model_of(llm: Callable[..., Any]) -> tuple[str, str]:

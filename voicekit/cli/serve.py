@@ -197,7 +197,7 @@ def make_app() -> Callable[[Scope, Receive, Send], Awaitable[None]]:
 
     page = args.carrier == "none"
     if getattr(args, "log_format", "text") == "json":
-        sys.stderr = _LogLines(logging.getLogger("voicekit.stderr"))  # type: ignore[assignment]
+        sys.stderr = _LogLines(logging.getLogger("voicekit.stderr"))
 
     async def on_call(call: Any) -> Any:
         (eng,) = engines
