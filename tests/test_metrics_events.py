@@ -29,6 +29,7 @@ from voicekit.events import (
     ToolCall,
     Transcript,
     TurnEnded,
+    TurnPending,
     TurnStarted,
     Usage,
 )
@@ -246,3 +247,24 @@ def test_turn_metrics_reads_tokens_tools_failures_and_acknowledgements_from_a_ti
     assert m.reply_end == 4.1
     # without a Session at the end, the transport's call id
     assert turn_metrics(timeline[:-1]).call_id == "CA-t"
+
+
+async def test_a_prepared_reply_has_its_first_token_before_the_turn_ended():
+    llm = scripted_llm("Hello there. Nice to meet you.")
+    bot = agent(llm=llm, tts=tones(), metrics=True)  # preemptive by default
+    steps = [
+        SpeechStarted(0.0, {"start_secs": 0.2}),
+        TurnStarted(0.0),
+        0.02,
+        SpeechStopped(1.0, {"stop_secs": 0.2}),
+        Transcript("hello", t=0.0),
+        TurnPending("hello", 1.0),
+        0.3,  # the turn detector waits; the reply is prepared meanwhile
+        TurnEnded("hello", 1.6),
+    ]
+    items = await (scripted(steps) | bot).list()
+    (m,) = [i for i in items if isinstance(i, vk.TurnMetrics)]
+    assert len(llm.calls) == 1  # the prepared reply was the reply
+    assert m.llm_first_token < m.turn_end - 0.2 <= m.first_audio - 0.2
+    assert m.first_sentence < m.turn_end  # prepared too (held, not heard)
+    assert m.turn_end <= m.reply_start <= m.first_audio
