@@ -98,7 +98,7 @@ async def test_the_websocket_handshake_log_is_redacted(
         async with ResponsesSocket(ep):
             pass
     # The test server (websockets.server) logs what it received: it is not voicekit.
-    handshake = [r for r in debug_logging.records if r.name == "websockets.client"]
+    handshake = [r for r in debug_logging.records if r.name == "voicekit.llm.responses.handshake"]
     assert any("Authorization" in r.getMessage() for r in handshake), "no handshake log seen"
     assert_clean("\n".join(r.getMessage() for r in handshake))
     ours = [r for r in debug_logging.records if not r.name.startswith("websockets.server")]

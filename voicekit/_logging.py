@@ -147,9 +147,9 @@ class CallFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         bound = _current.get()
         if bound is not None:
-            record.call_id = bound.call_id
+            record.__dict__["call_id"] = bound.call_id
         elif not getattr(record, "call_id", None):
-            record.call_id = "-"
+            record.__dict__["call_id"] = "-"
         numbers = bound.numbers if bound is not None else ()
         if record.name == "uvicorn.access" and isinstance(record.args, tuple):
             record.args = tuple(scrub(a, numbers) if isinstance(a, str) else a

@@ -30,9 +30,9 @@ from typing import Any
 
 from .._agent import voice_agent
 from .._errors import ConfigError, VoicekitError
-from .._recording import recorder
 from .._logging import FORMATS, log_config
 from .._metrics import TurnMetrics
+from .._recording import recorder
 from ..session import Session
 from ..web import turn_meter
 from ._agent import add_agent_options, build_engines, prepare, report_error
@@ -89,6 +89,10 @@ def add_parser(subparsers: Any) -> None:
                        help="hand the caller's audio to the agent in chunks of MS ms; 40-60 "
                        "halves the agent's CPU per call for that much delay (default: "
                        "%(default)s)")
+    group.add_argument("--record", metavar="DIR", default=None,
+                       help="record every call into DIR: a stereo WAV (caller left, agent right, "
+                       "what the caller heard) and a JSON transcript, named after the call id "
+                       "(default: no recording)")
     group.add_argument("--metrics", action="store_true",
                        help="serve Prometheus metrics at /metrics; with VOICEKIT_METRICS_TOKEN "
                        "set scrapers must send it as a bearer token, without it only loopback "
@@ -97,10 +101,6 @@ def add_parser(subparsers: Any) -> None:
                        help="log lines as text or as one JSON object each; every record of a "
                        "call names its call id, none holds a key or a phone number "
                        "(default: %(default)s)")
-    group.add_argument("--record", metavar="DIR", default=None,
-                       help="record every call into DIR: a stereo WAV (caller left, agent right, "
-                       "what the caller heard) and a JSON transcript, named after the call id "
-                       "(default: no recording)")
     group.add_argument("--dev", action="store_true",
                        help="turn the signature and token checks off (loopback --host only)")
     group.add_argument("--audiohook-mode", choices=("bot", "monitor"), default="bot",
@@ -121,10 +121,6 @@ def run(args: argparse.Namespace) -> int:
                               f"not {args.host!r}")
         if args.workers < 1 or args.max_calls < 1:
             raise ConfigError("--workers and --max-calls must be at least 1")
-        if args.record is not None:
-            if args.carrier == "audiohook":
-                raise ConfigError("--record is not supported with --carrier audiohook yet")
-            recorder(args.record)  # the directory can be created and written into
         if getattr(args, "metrics", False):
             from ..serve._metrics import TOKEN_VARIABLE
 
@@ -134,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
             if not is_loopback(args.host) and not os.environ.get(TOKEN_VARIABLE):
                 raise ConfigError(f"--metrics on a non-loopback --host needs {TOKEN_VARIABLE}"
                                   " (the bearer token scrapers send)")
+        if args.record is not None:
+            if args.carrier == "audiohook":
+                raise ConfigError("--record is not supported with --carrier audiohook yet")
+            recorder(args.record)  # the directory can be created and written into
         secret = SECRETS.get(args.carrier, "")
         if secret and not args.dev and not os.environ.get(secret):
             raise ConfigError(f"{secret} is not set: the {args.carrier} routes cannot check "

@@ -55,7 +55,7 @@ log = logging.getLogger("voicekit.llm.responses")
 
 _MAX_MESSAGE = 64 * 2**20  # a completed event repeats the whole output
 _CLOSE_TIMEOUT = 2.0
-_HANDSHAKE_LOG = RedactingLogger(logging.getLogger("websockets.client"))
+_HANDSHAKE_LOG = RedactingLogger(logging.getLogger("voicekit.llm.responses.handshake"))
 
 
 class Reconnected(ProviderConnectError):

@@ -19,8 +19,8 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket
 
 from .._errors import ConfigError, ProtocolError
-from .._recording import recorder
 from .._metrics import TurnMetrics
+from .._recording import recorder
 from .._secrets import remember
 from ..events import CallStarted
 from ..session import Session
@@ -135,13 +135,6 @@ def app(
     is ``"bot"`` (Audio Connector: ``on_call`` answers, see
     :func:`voicekit.transports.agent_call`) or ``"monitor"`` (``on_call`` transcribes, see
     :func:`voicekit.transports.transcriber`).
-
-    ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
-    :mod:`voicekit.serve._metrics`): with ``metrics_token`` (default ``VOICEKIT_METRICS_TOKEN``)
-    a scraper must send ``Authorization: Bearer <token>``; without one only loopback clients
-    are answered, and a ``host`` that is not loopback is refused. ``on_turn(turn)`` receives
-    the :class:`~voicekit.TurnMetrics` of every finished turn of every call (the agent yields
-    them with ``metrics=True``). With both off, nothing watches the calls.
 
     Call control: ``HangUp``, ``TransferCall`` and ``SendDtmf`` on a call's outbound stream
     go through the carrier's REST API, ``api`` (default: from the environment,
