@@ -15,8 +15,12 @@ Four tools, each a plain function:
   microphone and the speaker (a widget; the audio travels over its comm).
 * :func:`timeline_plot` — where the time of one turn went, from the end of the user's speech to
   the first audio of the reply, drawn from ``(time, event)`` pairs: a view's ``timeline``, a
-  :class:`voicekit.conversation.Conversation`'s, or your own. :func:`turn_times` gives the same
-  numbers without drawing.
+  :class:`voicekit.conversation.Conversation`'s, or your own — or from the
+  :class:`~voicekit.TurnMetrics` an agent yields (``metrics=True``). :func:`turn_times` gives the
+  same numbers without drawing.
+* :func:`latency_plot` — how the latency of many turns is spread, step by step, over a list of
+  calls (:func:`turns_of` reads their :class:`~voicekit.TurnMetrics`, :func:`latencies` gives
+  the numbers it draws).
 
 Importing this module is cheap: ipywidgets, IPython and matplotlib are imported by the functions
 that need them. Widgets are updated by assigning their values from the event loop, never with
@@ -28,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import html
 import importlib
+import inspect
 import math
 import os
 import time
@@ -40,7 +45,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ._errors import AudioError, ConfigError
-from ._metrics import TurnMetrics, turn_metrics
+from ._metrics import MILESTONES, TurnMetrics, turn_metrics
 from ._talk import Talk, talk
 from .audio import load, to_float32, to_int16, to_wav_bytes
 from .audio._convert import check_rate, downmix
@@ -66,11 +71,14 @@ __all__ = [
     "Talk",
     "TurnMetrics",
     "TurnTimes",
+    "latencies",
+    "latency_plot",
     "live_view",
     "player",
     "talk",
     "timeline_plot",
     "turn_times",
+    "turns_of",
 ]
 
 Timeline = Sequence[tuple[float, Any]]
@@ -247,6 +255,7 @@ _COLOURS = {
     "TTS first audio": "#da8bc3",
     "LLM + TTS first audio": "#8172b3",
     "reply audio": "#55a868",
+    "voice-to-voice": "#c44e52",
 }
 
 
@@ -255,15 +264,21 @@ def timeline_plot(
 ) -> Any:
     """A matplotlib figure of one turn: a bar per step, from the user's speech to the reply.
 
+    ``timeline`` is a :class:`~voicekit.TurnMetrics`; or ``(seconds, item)`` pairs, or anything
+    with a ``timeline`` of them (a :class:`LiveView`, a
+    :class:`~voicekit.conversation.Conversation`): their :class:`~voicekit.TurnMetrics` events
+    when the agent yielded some (``agent(metrics=True)``: measured inside the agent, with the
+    LLM's first token), else the turn as :func:`turn_times` reads it from the pairs.
+
     Rows, top to bottom: *user speech* (VAD start to stop), *VAD stop* (the silence the VAD
     waits for), *STT* (until the transcript), *turn end* (the turn detector's wait), *LLM first
     token*, *first sentence*, *TTS first audio* and *reply audio*; steps missing from the
     timeline are left out. Dashed lines mark the end of the user's speech and the first reply
-    audio, with the voice-to-voice latency between them. ``timeline`` and ``turn`` are as for
+    audio, with the voice-to-voice latency between them. ``turn`` picks the turn as for
     :func:`turn_times`. Draws on ``ax`` if given, else on a new figure (not registered with
     pyplot, so it is shown once); returns the figure.
     """
-    times = turn_times(timeline, turn)
+    times = _plotted_turn(timeline, turn)
     spans = times.spans()
     if not spans:
         raise ValueError("timeline_plot: none of the turn's steps is in the timeline")
@@ -315,6 +330,195 @@ def timeline_plot(
 
 def _seconds(value: float) -> str:
     return f"{value * 1000:.0f} ms" if value < 1 else f"{value:.2f} s"
+
+
+def _plotted_turn(source: Any, turn: int) -> TurnMetrics:
+    if isinstance(source, TurnMetrics):
+        return source
+    items, _ = _call_items(source)
+    measured = _yielded(items)
+    if not measured:
+        return turn_times(source, turn)
+    try:
+        return measured[turn]
+    except IndexError:
+        raise ValueError(
+            f"timeline_plot: no turn {turn}: the timeline holds {len(measured)} TurnMetrics"
+        ) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Many turns: where the latency goes
+
+
+def _is_pair(value: Any) -> bool:
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], int | float)
+        and not isinstance(value[0], bool)
+    )
+
+
+def _call_items(call: Any) -> tuple[list[Any], list[tuple[float, Any]] | None]:
+    """The items of one call, and its ``(seconds, item)`` pairs when it has them."""
+    values = list(getattr(call, "timeline", call))
+    if values and all(_is_pair(v) for v in values):
+        return [item for _, item in values], [(float(t), item) for t, item in values]
+    return values, None
+
+
+def _yielded(items: Sequence[Any]) -> list[TurnMetrics]:
+    """The :class:`TurnMetrics` in a stream: the one after each reply's ``SessionUpdated`` (an
+    agent's with ``metrics=True``; a meter's estimate before it is skipped), or every one when
+    the items are bare values."""
+    found: list[TurnMetrics] = []
+    after_update = False
+    for item in items:
+        if isinstance(item, SessionUpdated):
+            after_update = True
+        elif isinstance(item, ReplyStarted):
+            after_update = False
+        elif isinstance(item, TurnMetrics) and after_update:
+            found.append(item)
+            after_update = False
+    return found or [item for item in items if isinstance(item, TurnMetrics)]
+
+
+def _turns_of_call(call: Any) -> list[TurnMetrics]:
+    if isinstance(call, TurnMetrics):
+        return [call]
+    items, pairs = _call_items(call)
+    measured = _yielded(items)
+    if measured or pairs is None:
+        return measured
+    replies = sum(1 for item in items if isinstance(item, ReplyStarted) and item.turn is not None)
+    return [turn_metrics(pairs, k) for k in range(replies)]
+
+
+def _is_call(value: Any) -> bool:
+    return (
+        isinstance(value, TurnMetrics)
+        or hasattr(value, "timeline")
+        or (isinstance(value, list | tuple) and not _is_pair(value))
+    )
+
+
+def turns_of(calls: Any) -> list[TurnMetrics]:
+    """Every turn of ``calls``, measured: one :class:`~voicekit.TurnMetrics` per reply to a
+    user turn, in order.
+
+    ``calls`` is one call or a list of them. A call is a :class:`~voicekit.TurnMetrics`; a
+    list of stream items (the :class:`~voicekit.TurnMetrics` events of an agent with
+    ``metrics=True`` are read); ``(seconds, item)`` pairs or anything with a ``timeline`` of
+    them (a :class:`~voicekit.conversation.Conversation`, a :class:`LiveView`): their
+    :class:`~voicekit.TurnMetrics` events if there are some, else each turn as
+    :func:`turn_times` reads it.
+
+    >>> calls = [TurnMetrics(speech_end=1.0, first_audio=1.5), [TurnMetrics(), "other items"]]
+    >>> [m.voice_to_voice for m in turns_of(calls)]
+    [0.5, None]
+    """
+    if isinstance(calls, TurnMetrics) or hasattr(calls, "timeline"):
+        return _turns_of_call(calls)
+    values = list(calls)
+    if values and all(_is_call(v) for v in values):
+        return [m for call in values for m in _turns_of_call(call)]
+    return _turns_of_call(values)
+
+
+VOICE_TO_VOICE = "voice-to-voice"
+"""The row of :func:`latencies` for the whole wait: end of speech to the first reply audio."""
+
+
+def latencies(calls: Any) -> dict[str, list[float]]:
+    """Seconds per step of the breakdown, over every turn of ``calls`` (as for
+    :func:`turns_of`): ``{label: [seconds of each turn that has that step]}`` for the steps of
+    :meth:`~voicekit.TurnMetrics.steps` (``"VAD stop"`` … ``"TTS first audio"``: the time each
+    added), and ``"voice-to-voice"`` (end of speech to first audio).
+
+    >>> fast = TurnMetrics(speech_end=1.0, vad_stop=1.2, turn_end=1.8, first_audio=2.0)
+    >>> slow = TurnMetrics(speech_end=0.0, vad_stop=0.2, turn_end=0.8, first_audio=2.0)
+    >>> rows = latencies([fast, slow])
+    >>> rows["turn end"], rows["TTS first audio"], rows["voice-to-voice"]
+    ([0.6, 0.6], [0.2, 1.2], [1.0, 2.0])
+    """
+    rows: dict[str, list[float]] = {label: [] for _, label in MILESTONES}
+    rows[VOICE_TO_VOICE] = []
+    for measured in turns_of(calls):
+        for _, label, step, _ in measured.steps():
+            if step is not None:
+                rows[label].append(round(step, 6))
+        lag = measured.voice_to_voice
+        if lag is not None:
+            rows[VOICE_TO_VOICE].append(round(lag, 6))
+    return rows
+
+
+def _horizontal(ax: Any) -> dict[str, Any]:
+    """Matplotlib's way to lay a box plot on its side: ``orientation`` since 3.10, else ``vert``."""
+    if "orientation" in inspect.signature(ax.boxplot).parameters:
+        return {"orientation": "horizontal"}
+    return {"vert": False}
+
+
+def latency_plot(calls: Any, *, ax: Any = None, title: str | None = None) -> Any:
+    """A matplotlib figure of how the latency of many turns is spread, step by step.
+
+    One row per step of the breakdown that was seen (VAD stop, STT, turn end, LLM first token,
+    first sentence, TTS first audio) and a last row for voice-to-voice, each a box from the
+    25th to the 75th percentile with whiskers from the 10th to the 90th, the median marked,
+    every turn a dot, and ``median · p90 · n`` written beside it. ``calls`` is one call or a
+    list of them, as for :func:`turns_of`. Draws on ``ax`` if given, else on a new figure (not
+    registered with pyplot); returns the figure. Raises ``ValueError`` when no turn has any
+    step.
+    """
+    rows = [(label, values) for label, values in latencies(calls).items() if values]
+    if not rows:
+        raise ValueError("latency_plot: no turn with a measured step in these calls")
+    if ax is None:
+        Figure = _need("matplotlib.figure", "latency_plot()").Figure
+        fig = Figure(figsize=(9, 0.55 * len(rows) + 1.4), layout="constrained")
+        ax = fig.add_subplot()
+    else:
+        fig = ax.figure
+    positions = list(range(len(rows)))[::-1]  # the first step on top
+    right = max(max(values) for _, values in rows)
+    boxes = ax.boxplot(
+        [values for _, values in rows],
+        positions=positions,
+        **_horizontal(ax),
+        whis=(10, 90),
+        widths=0.55,
+        showfliers=False,
+        patch_artist=True,
+        medianprops={"color": "black"},
+    )
+    for patch, (label, values), row in zip(boxes["boxes"], rows, positions, strict=True):
+        colour = _COLOURS.get(label, "#55a868")
+        patch.set_facecolor(colour)
+        patch.set_alpha(0.45)
+        patch.set_gid(label)
+        count = len(values)
+        offsets = np.linspace(-0.18, 0.18, count) if count > 1 else np.zeros(1)
+        ax.scatter(values, row + offsets, s=10, color=colour, zorder=3)
+        median = float(np.median(values))
+        p90 = float(np.percentile(values, 90))
+        ax.text(
+            right * 1.03 + 0.01,
+            row,
+            f"median {_seconds(median)} · p90 {_seconds(p90)} · n={count}",
+            va="center",
+            fontsize=8,
+        )
+    ax.set_yticks(positions, [label for label, _ in rows])
+    ax.set_xlabel("seconds")
+    ax.set_xlim(0, right * 1.45 + 0.1)
+    ax.grid(axis="x", alpha=0.3)
+    turns = max(len(values) for _, values in rows)
+    ax.set_title(title if title is not None else f"latency over {turns} turns", fontsize=10)
+    return fig
+
 
 
 # ---------------------------------------------------------------------------------------------
