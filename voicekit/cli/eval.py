@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from .._compute import cores
 from .._errors import ConfigError
-from ..eval._agents import AgentSpec, flags_parser
+from ..eval._agents import AgentSpec, add_turns_option, flags_parser
 from ..eval._checks import percentile
 from ..eval._judge import JudgeSpec
 from ..eval._recordings import expand_inputs
@@ -50,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
         help="scenario files, recordings (.wav …; a .txt beside is the reference), folders",
     )  # fmt: skip
     add_agent_options(parser)
+    add_turns_option(parser)
     group = parser.add_argument_group("running")
     group.add_argument(
         "--agent",

@@ -42,12 +42,21 @@ from ..session import Session
 from ..stt._whisper import WhisperSettings
 from ..tts import tones
 from ..tts._piper import PiperSettings
-from ..turns import recommended_stop_strategies, turns
+from ..turns import (
+    recommended_stop_strategies,
+    smart_turn,
+    smart_turn_available,
+    speech_timeout,
+    turns,
+)
 from ..vad import silero, vad
 from ._play import dtmf_in
 from ._scenario import Scenario
 
-__all__ = ["AgentSpec", "Built", "build", "flags_parser", "pipeline_for"]
+__all__ = [
+    "AgentSpec", "Built", "add_turns_option", "build", "flags_parser", "pipeline_for",
+    "stop_strategies",
+]
 
 LLM_ERROR_MESSAGE = "Sorry, I could not reach the language model."
 
@@ -75,6 +84,7 @@ class AgentSpec:
                     "e.g. mypkg.bots:make_agent"
                 )
         args = self.options()  # bad flags fail here, in the process that was given them
+        _turns_choice(args.turns)
         if self.factory is None:
             explicit_endpoint(args)  # an unknown --llm too (no server is asked)
 
@@ -106,10 +116,58 @@ class _Parser(argparse.ArgumentParser):
 
 
 def flags_parser() -> argparse.ArgumentParser:
-    """A parser of the agent options (those of ``voicekit run``), raising instead of exiting."""
+    """A parser of the agent options (those of ``voicekit run`` and ``--turns``), raising
+    instead of exiting."""
     parser = _Parser(prog="voicekit eval", add_help=False)
     add_agent_options(parser)
+    add_turns_option(parser)
     return parser
+
+
+def add_turns_option(parser: argparse.ArgumentParser) -> None:
+    """``--turns``: how the turn detector ends a spoken turn (see :func:`stop_strategies`)."""
+    parser.add_argument(
+        "--turns", metavar="STOP",
+        help="how a spoken turn ends: 'smart' (Smart Turn v3, the turn extra), 'timeout' or "
+        "'timeout:SECONDS' (the speech timeout after the VAD stop; 0.6 s) (default: smart "
+        "when installed, else the timeout)",
+    )  # fmt: skip
+
+
+def _turns_choice(text: str | None) -> tuple[str, float] | None:
+    """``--turns`` read: None (the default), ("smart", 0) or ("timeout", seconds).
+
+    >>> _turns_choice("timeout:1.2"), _turns_choice("smart"), _turns_choice(None)
+    (('timeout', 1.2), ('smart', 0.0), None)
+    """
+    if text is None:
+        return None
+    name, colon, value = text.strip().lower().partition(":")
+    if name == "smart" and not colon:
+        return ("smart", 0.0)
+    if name == "timeout":
+        try:
+            seconds = float(value) if colon else 0.6
+        except ValueError:
+            seconds = -1.0
+        if 0 < seconds < 60:
+            return ("timeout", seconds)
+    raise ConfigError(f"--turns {text!r}: give smart, timeout or timeout:SECONDS (0-60)")
+
+
+def stop_strategies(text: str | None) -> tuple[Any, ...]:
+    """The stop strategies of ``--turns`` (its default: :func:`recommended_stop_strategies`)."""
+    choice = _turns_choice(text)
+    if choice is None:
+        return recommended_stop_strategies()
+    if choice[0] == "smart":
+        if not smart_turn_available():
+            raise ConfigError(
+                "--turns smart: Smart Turn is not installed: pip install 'voicekit[turn]' and "
+                "pip install --no-deps 'pipecat-ai>=1.14,<2'"
+            )
+        return (smart_turn(),)
+    return (speech_timeout(choice[1]),)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -276,7 +334,7 @@ def pipeline_for(
             | probe.after_vad
             | stt
             | probe.after_stt
-            | turns(stop=recommended_stop_strategies())
+            | turns(stop=stop_strategies(built.spec.options().turns))
         )
         back = front | back
 
