@@ -454,14 +454,25 @@ async def vad(
                 work = asyncio.ensure_future(
                     run_inference(_score_all, scorer, stacked, priority=Priority.VAD)
                 )
-            if pull is None and not ended and len(todo) < _MAX_AHEAD:
-                pull = asyncio.ensure_future(anext(src))
-            waiting = [f for f in (pull, work) if f is not None]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            if work is not None and work.done():
-                done, work = work, None
-                feed(batch, done.result())
-            if pull is not None and pull.done():
+            if work is None and pull is None and not ended:
+                # nothing to overlap the wait with: take the next item directly (no task)
+                try:
+                    item = await anext(src)
+                except StopAsyncIteration:
+                    ended = True
+                    if framing is not None:
+                        cut(framing.finish())
+                    continue
+            else:
+                if pull is None and not ended and len(todo) < _MAX_AHEAD:
+                    pull = asyncio.ensure_future(anext(src))
+                waiting = [f for f in (pull, work) if f is not None]
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                if work is not None and work.done():
+                    done, work = work, None
+                    feed(batch, done.result())
+                if pull is None or not pull.done():
+                    continue
                 done, pull = pull, None
                 try:
                     item = done.result()
@@ -470,13 +481,13 @@ async def vad(
                     if framing is not None:
                         cut(framing.finish())
                     continue
-                if isinstance(item, AudioChunk):
-                    if framing is None or item.rate != framing.in_rate:
-                        framing = _reframe(framing, detector, item, cut)
-                        scorer = scorer or detector.open(framing.rate)
-                    cut(framing.push(item))
-                    t_end = item.end
-                held.append((made, item))
+            if isinstance(item, AudioChunk):
+                if framing is None or item.rate != framing.in_rate:
+                    framing = _reframe(framing, detector, item, cut)
+                    scorer = scorer or detector.open(framing.rate)
+                cut(framing.push(item))
+                t_end = item.end
+            held.append((made, item))
         closing = machine.close(t_end)
         for _, marker in markers:
             yield marker

@@ -259,20 +259,24 @@ async def recognize_utterances(
 
     try:
         while not ended or jobs:
-            if pull is None and not ended and len(jobs) < _MAX_PENDING:
-                pull = asyncio.ensure_future(anext(src))
-            waiting = [f for f in (pull, jobs[0][1] if jobs else None) if f is not None]
-            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-            while jobs and jobs[0][1].done():
-                t, job = jobs.popleft()
-                text = job.result().strip()
-                if text:
-                    yield Transcript(text, final=True, t=t)
-            if pull is None or not pull.done():
-                continue
-            done, pull = pull, None
             try:
-                item = done.result()
+                if not jobs and pull is None and guess is None:
+                    # no recognition to overlap the wait with: take the next item directly
+                    item = await anext(src)
+                else:
+                    if pull is None and not ended and len(jobs) < _MAX_PENDING:
+                        pull = asyncio.ensure_future(anext(src))
+                    waiting = [f for f in (pull, jobs[0][1] if jobs else None) if f is not None]
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    while jobs and jobs[0][1].done():
+                        t, job = jobs.popleft()
+                        text = job.result().strip()
+                        if text:
+                            yield Transcript(text, final=True, t=t)
+                    if pull is None or not pull.done():
+                        continue
+                    done, pull = pull, None
+                    item = done.result()
             except StopAsyncIteration:
                 ended = True
                 submit(cutter.finish())
