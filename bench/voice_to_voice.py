@@ -68,6 +68,20 @@ medians move within the noise. Two threads per model instead of one
 (1.81 s) against 3.76 / 5.26 (2.34 s) at K = 4 — hence one thread per model on 2 cores. At
 K = 4 the calls a turn waits on still wait for a thread (p90 1.8 s for a transcript, 1.4 s for
 a first sentence): a running model call cannot be pre-empted, and the CPU was saturated.
+
+On a quiet machine (2026-12-08, nothing else running, load average 0.6–2.3 from the bench
+itself), ``--sessions K --brief`` with and without ``--old-compute`` (d1d95c2's one-thread
+``_compute.py``), back to back; median / p90 seconds, end of speech → first reply audio; cores
+busy; CPU seconds per turn; p90 wait for a thread (transcript / first audio):
+
+  K  old (1 thread under a lock)                     pool (2 workers, 1 thread per model)
+  1  0.88 / 0.96  0.56  1.89 s  0.00 / 0.00          0.92 / 1.01  0.49  1.71 s  0.00 / 0.00
+  2  1.37 / 1.80  0.98  2.05 s  0.49 / 0.64          0.99 / 1.09  0.89  1.61 s  0.00 / 0.00
+  4  2.30 / 4.01  1.41  2.25 s  1.67 / 1.82          1.54 / 2.20  1.33  1.61 s  0.62 / 0.73
+
+Two calls now cost what one does (0.99 against 0.92 s); at four, the median drops by a third
+and the p90 by nearly half. Cores busy do not rise: a turn costs 15–30 % less CPU (no two
+model threads fighting per call), so the same work fits in fewer core-seconds.
 """
 
 from __future__ import annotations
