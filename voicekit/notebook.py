@@ -1,6 +1,6 @@
-"""Looking at a voice pipeline from a notebook: players, a live view, a timeline plot.
+"""Looking at a voice pipeline from a notebook: players, a live view, latency plots.
 
-Four tools, each a plain function:
+Five tools, each a plain function:
 
 * :func:`player` — listen to a clip (samples, chunks, a file) in the notebook;
 * :func:`live_view` — widgets that follow a running pipeline: the transcript as it grows, the
