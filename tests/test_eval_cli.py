@@ -21,20 +21,25 @@ def test_the_sample_suite_passes_against_the_offline_agent(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == 0, out
     results = read_jsonl(jsonl)
-    assert len(results) == 12 and all(r.passed for r in results)
+    assert len(results) == 13 and all(r.passed for r in results), [r.why() for r in results]
     assert {r.labels["turns"] for r in results} == {"default"}
     names = {r.scenario for r in results}
-    assert {"barge-in", "weather tool call", "keypad digits", "recorded question"} <= names
+    assert {"barge-in", "weather tool call", "keypad digits", "recorded question",
+            "idle caller"} <= names  # fmt: skip
+    idle = next(r for r in results if r.scenario == "idle caller")
+    assert idle.ended and [x.text for x in idle.transcript][-2:] == [
+        "Are you still there?", "I can't hear anyone, so I'll end the call now. Goodbye!"
+    ]
     heard = next(r for r in results if r.scenario == "recorded question")
     assert heard.wer is not None and heard.wer <= 0.25
     cut = next(r for r in results if r.scenario == "barge-in")
     assert cut.turns[0].interrupted
     suites = ET.parse(junit).getroot()
     assert (suites.tag, suites.get("tests"), suites.get("failures"), suites.get("errors")) == (
-        "testsuites", "12", "0", "0"
+        "testsuites", "13", "0", "0"
     )
-    assert len(suites.findall("./testsuite/testcase")) == 12
-    assert "passed 12 of 12, 0 crashed" in out
+    assert len(suites.findall("./testsuite/testcase")) == 13
+    assert "passed 13 of 13, 0 crashed" in out
     assert "first reply audio after the user's turn: median" in out
     assert err.count("\r") == 0  # no progress bar outside a terminal
 

@@ -88,10 +88,10 @@ def test_the_sample_suite_on_ray_matches_a_local_run(ray_local, tmp_path, capsys
     assert main(["eval", str(SAMPLE), *flags, "--workers", "0", "--jsonl", str(local)]) == 0
     assert main(["eval", str(SAMPLE), *flags, "--ray", "local", "--jsonl", str(remote)]) == 0
     out = capsys.readouterr().out
-    assert "12 conversations on Ray (local)" in out
+    assert "13 conversations on Ray (local)" in out
     mine = {r.scenario: r for r in read_jsonl(local)}
     theirs = {r.scenario: r for r in read_jsonl(remote)}
-    assert sorted(mine) == sorted(theirs) and len(mine) == 12
+    assert sorted(mine) == sorted(theirs) and len(mine) == 13
     for name, result in theirs.items():
         twin = mine[name]
         assert result.passed and twin.passed

@@ -234,3 +234,22 @@ def test_a_recorded_call_is_heard_and_its_wer_measured(tmp_path):
     # heard from audio: every milestone from the end of the caller's speech
     assert list(turn.latencies)[:3] == ["vad_stop", "transcript", "turn_end"]
     assert 0 < turn.latencies["vad_stop"] < turn.latencies["first_audio"] < 20
+
+
+async def test_a_silence_is_real_time_audio_and_ends_when_the_agent_hangs_up():
+    from voicekit.eval._play import SILENCE_PREFIX, CallState, caller_side
+    from voicekit.events import AudioChunk, HangUp, TurnEnded, TurnStarted
+
+    async def script():
+        yield TurnStarted(1.0)
+        yield TurnEnded(f"{SILENCE_PREFIX}10.0", 1.0)
+
+    line = CallState()
+    chunks = []
+    async for item in caller_side(script(), line):
+        chunks.append(item)
+        if len(chunks) == 10:  # 200 ms in: the agent hangs up
+            line.see(HangUp("idle"))
+    assert all(isinstance(c, AudioChunk) and not c.samples.any() for c in chunks)
+    assert [round(c.t, 2) for c in chunks[:3]] == [1.0, 1.02, 1.04]
+    assert len(chunks) == 10  # nothing after the hang-up, not 500 chunks

@@ -49,6 +49,7 @@ turns:
   - dtmf: 7
     reply: true
     expect: {mentions: seven}
+  - quiet: 4
 expect:
   tools: [get_weather, {name: end_call}]
   ended: true
@@ -58,6 +59,7 @@ expect:
 judge:
   rubric: Polite and right.
   min_score: 4
+idle: {after: 2.5}
 """
 
 
@@ -74,9 +76,9 @@ def test_a_full_scenario_reads_into_values(tmp_path):
         "everything", ("a", "b"), 42, 20.0, "Hi there."
     )
     assert [t.kind for t in s.turns] == [
-        "say", "wait", "audio", "barge_in", "barge_in", "dtmf", "dtmf"
+        "say", "wait", "audio", "barge_in", "barge_in", "dtmf", "dtmf", "quiet"
     ]
-    say, wait, audio, cut, noise, digits, seven = s.turns
+    say, wait, audio, cut, noise, digits, seven, quiet = s.turns
     assert say.expect == Expect(
         mentions=("Rome", "degrees"),
         not_mentions=("sorry",),
@@ -94,6 +96,8 @@ def test_a_full_scenario_reads_into_values(tmp_path):
     assert (s.expect.ended, s.expect.transferred, s.expect.failed) == (True, "+15550100", False)
     assert s.expect.latency == LatencyBound(3.0, 1.0, 2.0)
     assert (s.judge.rubric, s.judge.min_score, s.judge.scale) == ("Polite and right.", 4.0, 5)
+    assert (quiet.seconds, quiet.gets_reply) == (4.0, False)
+    assert (s.idle.after, s.idle.reprompts) == (2.5, 1)
     assert s.has_audio
 
 
@@ -113,7 +117,7 @@ def test_json_and_a_list_of_scenarios(tmp_path):
         ("turns: [{say: 3}]", "turns[0].say: must be text, got 3"),
         ("turns: [{say: hi, wait: 2}]", "turns[0]: needs exactly one of say, audio, wait"),
         ("turns: [{shout: hi}]", "turns[0]: needs exactly one of say, audio, wait, barge_in, "
-         "dtmf (found none)"),
+         "dtmf, quiet (found none)"),
         ("turns: [{say: hi, expect: {mention: x}}]", "turns[0].expect.mention: unknown field"),
         ("turns: [{say: hi, expect: {tool: {arguments: {}}}}]",
          "turns[0].expect.tool.name: is required"),
@@ -137,6 +141,10 @@ def test_json_and_a_list_of_scenarios(tmp_path):
         ("turns: [{say: hi}]\nexpect: {interrupted: true}", "expect.interrupted: unknown field"),
         ("turns: [{say: hi}\n", "not valid YAML:"),
         ("- just\n- a list", "(top level): must be a mapping"),
+        ("turns: [{say: hi}, {quiet: 0}]", "turns[1].quiet: must be above 0, got 0"),
+        ("turns: [{say: hi}]\nidle: {reprompts: 2}", "idle.after: is required"),
+        ("turns: [{say: hi}]\nidle: {after: 2, reprompts: -1}",
+         "idle.reprompts: must be a whole number ≥ 0"),
     ],
 )
 def test_mistakes_name_the_file_and_the_field(tmp_path, text, message):

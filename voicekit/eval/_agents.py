@@ -30,14 +30,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _compute
+from .. import _compute, phone
 from .._agent import agent
 from .._errors import ConfigError
 from ..cli._agent import HINT_SECS, Engines, add_agent_options, build_engines, stt_engine
 from ..cli._latency import LatencyProbe
 from ..cli._llm import explicit_endpoint
 from ..llm.endpoint import Endpoint
-from ..ops import Stage
+from ..ops import Stage, tap
 from ..session import Session
 from ..stt._whisper import WhisperSettings
 from ..tts import tones
@@ -50,7 +50,7 @@ from ..turns import (
     turns,
 )
 from ..vad import silero, vad
-from ._play import dtmf_in
+from ._play import CallState, caller_side
 from ._scenario import Scenario
 
 __all__ = [
@@ -323,10 +323,16 @@ def pipeline_for(
             first_message=scenario.first_message,
             llm_error_message=LLM_ERROR_MESSAGE,
             first_audio_deadline=engines.first_audio_deadline,
+            idle=(
+                None
+                if scenario.idle is None
+                else phone.idle(scenario.idle.after, reprompts=scenario.idle.reprompts)
+            ),
         )
         stt = engines.stt
         detector = engines.vad_detector
-    back = probe.after_turns | bot | probe.after_agent
+    line = CallState()
+    back = probe.after_turns | bot | probe.after_agent | tap(line.see, name="eval(line)")
     if scenario.has_audio:
         assert stt is not None
         front = (
@@ -339,6 +345,6 @@ def pipeline_for(
         back = front | back
 
     def run(source: Any) -> Any:
-        return back(dtmf_in(source))
+        return back(caller_side(source, line))
 
     return run

@@ -12,10 +12,13 @@ turn; a reply more than the steps asked for is counted in the last turn.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .._metrics import MILESTONES, TurnMetrics
 from ..conversation import Audio, BargeIn, Conversation, Say, Step, Wait
@@ -38,11 +41,27 @@ from ._checks import check_conversation, check_turn
 from ._result import JudgeVerdict, Line, ReplyFailure, ScenarioResult, ToolUse, TurnResult
 from ._scenario import Scenario, Turn
 
-__all__ = ["DTMF_PREFIX", "Reply", "dtmf_in", "read_conversation", "script_of"]
+__all__ = [
+    "DTMF_PREFIX",
+    "SILENCE_PREFIX",
+    "CallState",
+    "Reply",
+    "caller_side",
+    "overall_wer",
+    "read_conversation",
+    "script_of",
+]
 
 DTMF_PREFIX = "\x00dtmf:"
-"""A ``dtmf`` step travels through the script as a turn with this text; :func:`dtmf_in` turns
-it into :class:`~voicekit.Dtmf` events before the agent sees it."""
+"""A ``dtmf`` step travels through the script as a turn with this text; :func:`caller_side`
+turns it into :class:`~voicekit.Dtmf` events before the agent sees it."""
+
+SILENCE_PREFIX = "\x00silence:"
+"""A ``quiet`` step travels as a turn with this text; :func:`caller_side` turns it into that
+many seconds of silent audio, released in real time."""
+
+_RATE = 16000
+_FRAME = 320  # 20 ms at 16 kHz
 
 _NAMES = tuple(name for name, _ in MILESTONES)
 
@@ -67,14 +86,45 @@ Say(text='\\x00dtmf:5', after=None, reply=False)]
             steps.append(Audio(turn.audio, turn.after, turn.reply, turn.silence, turn.realtime))
         elif turn.kind == "wait":
             steps.append(Wait(turn.seconds))
+        elif turn.kind == "quiet":
+            steps.append(Say(f"{SILENCE_PREFIX}{turn.seconds!r}", None, False))
         else:
             steps.append(BargeIn(turn.text, turn.after_audio_ms))
     return steps
 
 
-async def dtmf_in(source: AsyncIterable[Any]) -> AsyncIterator[Any]:
+@dataclass
+class CallState:
+    """The call as the caller's side sees it: ``over`` once the agent hung up or transferred
+    (a silence then ends early: nobody is listening any more)."""
+
+    over: bool = False
+
+    def see(self, item: Any) -> None:
+        """Watch what the agent yields."""
+        if isinstance(item, HangUp | TransferCall):
+            self.over = True
+
+
+async def _silence(seconds: float, start: float, line: CallState) -> AsyncIterator[AudioChunk]:
+    """``seconds`` of silence from stream time ``start``, each 20 ms released at its pace."""
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    samples = np.zeros(_FRAME, np.int16)
+    for k in range(max(1, round(seconds * _RATE / _FRAME))):
+        await asyncio.sleep(max(0.0, began + k * _FRAME / _RATE - loop.time()))
+        if line.over:
+            return
+        yield AudioChunk(samples, _RATE, start + k * _FRAME / _RATE)
+
+
+async def caller_side(
+    source: AsyncIterable[Any], line: CallState | None = None
+) -> AsyncIterator[Any]:
     """The script's stream with each ``dtmf`` step as :class:`~voicekit.Dtmf` events (one per
-    digit) instead of the turn that carried it."""
+    digit) and each ``quiet`` step as silent audio in real time (cut short once ``line`` is
+    over), instead of the turn that carried it."""
+    line = line or CallState()
     held: TurnStarted | None = None
     async for item in source:
         if isinstance(item, TurnStarted) and held is None:
@@ -84,6 +134,12 @@ async def dtmf_in(source: AsyncIterable[Any]) -> AsyncIterator[Any]:
             if isinstance(item, TurnEnded) and item.text.startswith(DTMF_PREFIX):
                 for digit in item.text[len(DTMF_PREFIX) :]:
                     yield Dtmf(digit, item.t)
+                held = None
+                continue
+            if isinstance(item, TurnEnded) and item.text.startswith(SILENCE_PREFIX):
+                seconds = float(item.text[len(SILENCE_PREFIX) :])
+                async for chunk in _silence(seconds, item.t, line):
+                    yield chunk
                 held = None
                 continue
             yield held

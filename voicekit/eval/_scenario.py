@@ -25,6 +25,7 @@ The whole schema, with examples, is in ``docs/eval-scenarios.md``; in short::
       - barge_in: stop                         # cut in on the reply (text optional)
         after_audio_ms: 400
       - dtmf: "12#"                            # keypad digits (reply: false by default)
+      - quiet: 8                               # on the line, silent, in real time
     expect:                          # about the whole conversation
       mentions: [...]
       tools: [get_weather]
@@ -32,12 +33,15 @@ The whole schema, with examples, is in ``docs/eval-scenarios.md``; in short::
       transferred: "+15550100"       # or true: the agent transferred the call (TransferCall)
       failed: false                  # a reply failed (default false: none may fail)
       latency: {p50: 1.5, p90: 2.5, max: 4}
+    idle: {after: 2, reprompts: 1}   # optional: the agent's idle-caller policy for this one
     judge:                           # optional: an LLM grades the transcript
       rubric: The agent gave the weather for Rome and stayed polite.
       min_score: 3                   # on a scale of 1 to 5 (scale: 5)
 
-Each turn may also say ``after: SECONDS`` (start that long after the previous step was sent,
-without waiting for the reply: a time-based barge-in) and ``reply: false`` (it gets no answer).
+A ``quiet`` step keeps the line open in real time (stream time moves: what an idle-caller
+policy waits on). Each turn may also say ``after: SECONDS`` (start that long after the previous
+step was sent, without waiting for the reply: a time-based barge-in) and ``reply: false`` (it
+gets no answer).
 
 >>> s = parse_scenario({"turns": [{"say": "hi", "expect": {"mentions": "hello"}}]}, "x.json")
 >>> s.name, s.turns[0].kind, s.turns[0].expect.mentions
@@ -63,6 +67,7 @@ from .._errors import ConfigError
 __all__ = [
     "SCENARIO_SUFFIXES",
     "Expect",
+    "IdlePolicy",
     "Judge",
     "LatencyBound",
     "Scenario",
@@ -127,9 +132,10 @@ class Expect:
 
 @dataclass(frozen=True, slots=True)
 class Turn:
-    """One step of the caller's side. ``kind``: ``say``, ``audio``, ``wait``, ``barge_in`` or
-    ``dtmf``; ``text``: the words said (say, barge_in), the reference transcript (audio) or the
-    digits (dtmf); ``audio``: the file (absolute); ``seconds``: the pause (wait)."""
+    """One step of the caller's side. ``kind``: ``say``, ``audio``, ``wait``, ``barge_in``,
+    ``dtmf`` or ``quiet``; ``text``: the words said (say, barge_in), the reference transcript
+    (audio) or the digits (dtmf); ``audio``: the file (absolute); ``seconds``: the pause (wait,
+    quiet)."""
 
     kind: str
     text: str | None = None
@@ -145,7 +151,7 @@ class Turn:
     @property
     def gets_reply(self) -> bool:
         """Whether the agent is expected to answer this step."""
-        if self.kind == "wait":
+        if self.kind in ("wait", "quiet"):
             return False
         if self.kind == "barge_in":
             return self.text is not None
@@ -163,6 +169,15 @@ class Judge:
 
 
 @dataclass(frozen=True, slots=True)
+class IdlePolicy:
+    """The idle-caller policy the agent gets for a scenario (:func:`voicekit.phone.idle`): a
+    reprompt after ``after`` seconds of silence, ``reprompts`` times, then a goodbye."""
+
+    after: float
+    reprompts: int = 1
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     """One conversation to play and check. ``source``: the file it came from."""
 
@@ -176,6 +191,7 @@ class Scenario:
     first_message: str | None = None
     expect: Expect = field(default_factory=Expect)
     judge: Judge | None = None
+    idle: IdlePolicy | None = None
 
     @property
     def has_audio(self) -> bool:
@@ -317,13 +333,14 @@ def _expect(value: Any, where: _Where, *, turn: str | None) -> Expect:
     return Expect(**out)
 
 
-_STEP_KINDS = ("say", "audio", "wait", "barge_in", "dtmf")
+_STEP_KINDS = ("say", "audio", "wait", "barge_in", "dtmf", "quiet")
 _STEP_FIELDS = {
     "say": ("after", "reply", "expect"),
     "audio": ("text", "after", "reply", "silence", "realtime", "expect"),
     "wait": (),
     "barge_in": ("after_audio_ms", "expect"),
     "dtmf": ("after", "reply", "expect"),
+    "quiet": (),
 }
 _DIGITS = set("0123456789*#ABCD")
 
@@ -358,8 +375,8 @@ def _turn(value: Any, where: _Where, base: Path) -> Turn:
         text = fields.get("text")
         reference = None if text is None else _text(text, where / "text", empty=True)
         turn = Turn("audio", text=reference, audio=str(path), **options)
-    elif kind == "wait":
-        turn = Turn("wait", seconds=_number(raw, at))
+    elif kind in ("wait", "quiet"):
+        turn = Turn(kind, seconds=_number(raw, at, positive=kind == "quiet"))
     elif kind == "barge_in":
         words = None if raw is None or raw is True else _text(raw, at)
         after_ms = _number(fields.get("after_audio_ms", 0.0), where / "after_audio_ms")
@@ -404,7 +421,18 @@ _SCENARIO_FIELDS = (
     "turns",
     "expect",
     "judge",
+    "idle",
 )
+
+
+def _idle(value: Any, where: _Where) -> IdlePolicy:
+    fields = _mapping(value, where, ("after", "reprompts"))
+    if "after" not in fields:
+        raise (where / "after").fail("is required: seconds of silence before a reprompt")
+    reprompts = fields.get("reprompts", 1)
+    if isinstance(reprompts, bool) or not isinstance(reprompts, int) or reprompts < 0:
+        raise (where / "reprompts").fail(f"must be a whole number ≥ 0, got {_shown(reprompts)}")
+    return IdlePolicy(_number(fields["after"], where / "after", positive=True), reprompts)
 
 
 def default_seed(name: str) -> int:
@@ -455,6 +483,7 @@ def parse_scenario(
         ),
         expect=_expect(fields.get("expect"), at / "expect", turn=None),
         judge=_judge(fields["judge"], at / "judge") if fields.get("judge") is not None else None,
+        idle=_idle(fields["idle"], at / "idle") if fields.get("idle") is not None else None,
     )
 
 
