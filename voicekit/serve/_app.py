@@ -6,7 +6,7 @@ import ipaddress
 import logging
 import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from ._dial import (
 )
 from ._metrics import metrics_setup, refused, watched, with_metrics
 from ._page import page_routes
+from ._webrtc import webrtc_route
 
 __all__ = ["ServerState", "app"]
 
@@ -100,6 +101,7 @@ def app(
     mode: str = "bot",
     record_dir: str | Path | None = None,
     api: CarrierApi | None = None,
+    ice_servers: Sequence[str | Mapping[str, str]] = (),
 ) -> Starlette:
     """An ASGI application that answers phone calls with ``on_call(call)`` (see
     :class:`voicekit.transports.Call`); serve it with uvicorn or mount it in FastAPI.
@@ -152,7 +154,11 @@ def app(
 
     ``carrier=None``: no phone routes (and no carrier credentials needed); ``GET /`` is the page
     to talk to the agent from a browser (:mod:`voicekit.web`, its files at ``/static/``), which
-    calls ``/ws`` with the token given in its address (``/#token=…``).
+    calls ``/ws`` with the token given in its address (``/#token=…``). Its WebRTC switch uses
+    ``GET``/``POST /webrtc`` (an SDP offer → answer, the same token as a bearer; the ``webrtc``
+    extra, see :mod:`voicekit.serve._webrtc`): ICE with host candidates only, unless
+    ``ice_servers`` lists ``stun:``/``turn:`` URLs (or mappings with ``urls``, ``username``,
+    ``credential``).
     """
     if carrier is not None and carrier not in CARRIERS:
         raise ConfigError(f"serve: carrier must be one of {', '.join(CARRIERS)}, got {carrier!r}")
@@ -292,6 +298,21 @@ def app(
     ]
     if carrier is None:
         routes += page_routes()
+
+        async def serve_peer(peer: Any) -> None:
+            state.calls += 1
+            try:
+                final = await run_call(
+                    peer, websocket.codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
+                    on_end=ended, grace=grace, record=record,  # the offer was authenticated
+                )
+            finally:
+                state.calls -= 1
+            if final is None:
+                refused(counted, "webrtc")
+
+        routes.append(webrtc_route(serve_peer, secret=ws_secret, dev=dev,
+                                   ready=lambda: state.ready, ice_servers=ice_servers))
     elif carrier == "twilio":
         routes[2:2] = [
             Route("/twilio/voice", twilio_voice, methods=["POST"]),
