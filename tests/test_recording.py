@@ -166,6 +166,8 @@ def test_what_was_still_queued_when_the_call_ended_is_not_in_it(tmp_path):
     rec = vk.recorder(tmp_path)(started(), RATE, clock)
     for n in range(100):  # 2 s of reply, sent 1 s ahead
         rec.played(np.full(FRAME, 3000, np.int16), 1000.0 + n * 0.02)
+    clock.now = 1000.5
+    rec.outbound(Mark("1-1", "A long sentence."), 1002.0)  # it would play at 2.0 s
     clock.now = 1001.0
     rec.inbound(CallEnded("hangup"))
     clock.now = 1001.2
@@ -174,6 +176,11 @@ def test_what_was_still_queued_when_the_call_ended_is_not_in_it(tmp_path):
     assert runs(agent, 1000) == [(0.0, 1.0)]
     assert recording is not None and recording.info["agent_audio"] == [[0.0, 1.0]]
     assert recording.events[-1] == {"t": 1.0, "type": "call_ended", "reason": "hangup"}
+    # the mark never came to play (nor its sentence, whose first sample did play: interrupted)
+    (mark,) = [e for e in recording.events if e["type"] == "mark"]
+    assert mark == {"t": 0.5, "type": "mark", "name": "1-1", "sent": 0.5, "dropped": True}
+    (sentence,) = [e for e in recording.events if e["type"] == "agent"]
+    assert sentence["end"] == 1.0 and sentence["interrupted"] is True
 
 
 def test_a_long_call_is_written_as_it_goes_and_stays_continuous(tmp_path):

@@ -328,6 +328,14 @@ class CallRecording:
         self._sentences = kept
         self._sentence_start = None
         self._tape.top = max(self._tape.base, self._caller_end, self._agent_end)
+        limit = round(now, 4)
+        for event in self._events:
+            if event["t"] <= limit:
+                continue
+            if event["type"] == "mark":  # its audio never played: placed when it was sent
+                event["t"], event["dropped"] = min(event["sent"], limit), True
+            elif event["type"] in ("hang_up", "transfer"):
+                event["t"] = limit
 
     def _end(self, now: float, reason: str) -> None:
         if self._ended_at is None:
@@ -389,13 +397,21 @@ class CallRecording:
             return None
         return Recording(self.wav_path, self.json_path, info)
 
+    def _events_end(self) -> float:
+        ended = [e["t"] for e in self._events if e["type"] == "call_ended"]
+        return ended[0] if ended else float("inf")
+
     def _transcript(self, session: Session | None) -> dict[str, Any]:
         sentences = [
             {**s, "start": round(s["start"], 4), "end": round(s["end"], 4),
              "t": round(s["start"], 4)}
             for s in self._sentences
         ]
-        events = sorted(self._events + sentences, key=lambda e: e["t"])
+        end = self._events_end()
+        for event in self._events:  # nothing happens after the call's end
+            event["t"] = min(event["t"], end)
+        events = sorted(self._events + sentences,
+                        key=lambda e: (e["t"], e["type"] == "call_ended"))
         caller = session.caller_hash if session is not None else hash_caller(
             self._started.caller or None)
         return {
