@@ -27,17 +27,8 @@ from ..session import Session
 from ..transports import Call, run_call, twilio, websocket
 from ..transports._control import CallControl
 from ..transports._rest import CarrierApi, api_from_env
-from ..transports._control import CallControl
-from ..transports._rest import CarrierApi, api_from_env
 from ..transports._token import Spent, check_token, derive_key, make_token
 from ._carriers import SECRETS, carrier_routes
-from ._dial import (
-    amd_route,
-    plivo_transfer_route,
-    signed_transfer_url,
-    stream_url_of,
-    twilio_resume,
-)
 from ._dial import (
     amd_route,
     plivo_transfer_route,
@@ -161,20 +152,6 @@ def app(
     the :class:`~voicekit.TurnMetrics` of every finished turn of every call (the agent yields
     them with ``metrics=True``). With both off, nothing watches the calls.
 
-    Call control: ``HangUp``, ``TransferCall`` and ``SendDtmf`` on a call's outbound stream
-    go through the carrier's REST API, ``api`` (default: from the environment,
-    ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``, ``TELNYX_API_KEY``,
-    ``PLIVO_AUTH_ID``/``PLIVO_AUTH_TOKEN``). Twilio also gets ``POST /twilio/amd`` (the
-    asynchronous answering-machine result of :func:`voicekit.serve.dial`), Plivo
-    ``/plivo/transfer`` (the ``<Dial>`` a transfer fetches).
-
-    ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
-    :mod:`voicekit.serve._metrics`): with ``metrics_token`` (default ``VOICEKIT_METRICS_TOKEN``)
-    a scraper must send ``Authorization: Bearer <token>``; without one only loopback clients
-    are answered, and a ``host`` that is not loopback is refused. ``on_turn(turn)`` receives
-    the :class:`~voicekit.TurnMetrics` of every finished turn of every call (the agent yields
-    them with ``metrics=True``). With both off, nothing watches the calls.
-
     ``carrier=None``: no phone routes (and no carrier credentials needed); ``GET /`` is the page
     to talk to the agent from a browser (:mod:`voicekit.web`, its files at ``/static/``), which
     calls ``/ws`` with the token given in its address (``/#token=…``). Its WebRTC switch uses
@@ -253,15 +230,7 @@ def app(
         }
         if params.get("AnsweredBy"):  # an outbound call with machine detection (dial)
             parameters["answered_by"] = params["AnsweredBy"]
-        if params.get("AnsweredBy"):  # an outbound call with machine detection (dial)
-            parameters["answered_by"] = params["AnsweredBy"]
         return Response(twilio.twiml(stream_url, parameters), media_type="application/xml")
-
-    def verify_twilio(request: Request, form: dict[str, str]) -> bool:
-        url = _public_base(request, public_url) + request.url.path
-        url += f"?{request.url.query}" if request.url.query else ""
-        given = request.headers.get("x-twilio-signature", "")
-        return twilio.verify_signature(auth_token, url, form, given)
 
     def verify_twilio(request: Request, form: dict[str, str]) -> bool:
         url = _public_base(request, public_url) + request.url.path
@@ -282,21 +251,6 @@ def app(
         given = started.parameters.get("token", "")
         if not ws_secret or not secrets.compare_digest(given.encode(), ws_secret.encode()):
             raise ProtocolError("ws: missing or wrong token")
-
-    def rest_api() -> CarrierApi:
-        return api if api is not None else api_from_env(carrier or "twilio")
-
-    def control_for(ws: WebSocket) -> CallControl:
-        the_api = rest_api() if carrier in ("twilio", "telnyx", "plivo") else None
-        if carrier == "twilio":
-            media_url = stream_url_of(ws, public_url, "/twilio/media")
-            resume = twilio_resume(media_url, None if dev else key, token_ttl) if media_url \
-                else None
-            return CallControl(the_api, resume=resume)
-        if carrier == "plivo" and public_url:
-            base = public_url.rstrip("/")
-            return CallControl(the_api, transfer_url=lambda to: signed_transfer_url(base, key, to))
-        return CallControl(the_api)
 
     def rest_api() -> CarrierApi:
         return api if api is not None else api_from_env(carrier or "twilio")

@@ -203,24 +203,6 @@ def _actor(protocol: _Protocol) -> Callable[[Any], Awaitable[str]]:
     return act
 
 
-def _actor(protocol: _Protocol) -> Callable[[Any], Awaitable[str]]:
-    """Call control on AudioHook: a ``HangUp`` is a ``disconnect`` (``completed``) with its
-    variables as ``outputVariables``; a ``TransferCall`` the same with ``action: transfer``
-    and ``target`` (the Architect flow does the transfer); no DTMF can be sent."""
-
-    async def act(item: Any) -> str:
-        if isinstance(item, HangUp):
-            variables = dict(item.variables)
-        elif isinstance(item, TransferCall):
-            variables = {**item.variables, "action": "transfer", "target": item.to}
-        else:
-            return "unsupported"
-        await protocol.send(Disconnect("completed", "", variables))
-        return "done"
-
-    return act
-
-
 async def _finish(protocol: _Protocol, websocket: Any, close_timeout: float) -> None:
     """After our ``disconnect``: answer the client's ``close`` (any order problems forgiven
     now), then close the socket; give up after ``close_timeout``."""
@@ -323,7 +305,6 @@ async def run_session(
     for event in early:
         inbound.put(event)
     outbound = _Packets(codec, protocol.cell, socket, lead, inbound.put)
-    outbound.act = _actor(protocol)
     outbound.act = _actor(protocol)
     language = {"language": started.parameters["language"]} \
         if started.parameters.get("language") else {}

@@ -264,11 +264,6 @@ class _Outbound:
         self._wake = asyncio.Event()
         self.ack_slack = 5.0  # how long past our play-out clock a carrier's ack may lag
         self.act: Callable[[Any], Awaitable[str]] | None = None
-        # call control: the marks sent and not acknowledged yet, woken by Played/clear/gone
-        self._unplayed: set[str] = set()
-        self._wake = asyncio.Event()
-        self.ack_slack = 5.0  # how long past our play-out clock a carrier's ack may lag
-        self.act: Callable[[Any], Awaitable[str]] | None = None
         self.tap: Any = None  # a call recording's observer (record=): what plays when
 
     async def _emit(self, item: Any) -> None:
@@ -413,11 +408,6 @@ class _Outbound:
                 if aclose is not None:
                     await aclose()
                 return
-            if over:  # the call is handed over or ended: the agent stops, nothing more goes out
-                aclose = getattr(iterator, "aclose", None)
-                if aclose is not None:
-                    await aclose()
-                return
         await self.flush()
 
 
@@ -445,7 +435,6 @@ async def run_call(
     grace: float = 0.5,
     record: Callable[[CallStarted, int], Any] | None = None,
     control: CallControl | None = None,
-    control: CallControl | None = None,
 ) -> Session | None:
     """Run one call on an accepted WebSocket (Starlette's, or anything with ``receive``,
     ``send_text``, ``send_bytes``, ``close`` and ``application_state``) until it ends; return
@@ -461,12 +450,6 @@ async def run_call(
     wire rate and returns the call's observer (see :class:`voicekit.CallRecording`); it is
     closed with the final Session, before ``on_end``. See the module docstring for the
     lifetime rules.
-
-    ``HangUp``, ``TransferCall`` and ``SendDtmf`` on the outbound stream are carried out once
-    everything sent before them has been played (see :mod:`voicekit.transports._control`),
-    through the carrier's REST API described by ``control`` (default: credentials from the
-    environment). A hang-up or transfer ends the outbound stream; a carrier error is raised
-    from ``call.outbound`` (the call then ends: the socket is closed).
 
     ``HangUp``, ``TransferCall`` and ``SendDtmf`` on the outbound stream are carried out once
     everything sent before them has been played (see :mod:`voicekit.transports._control`),
@@ -510,8 +493,6 @@ async def run_call(
     outbound = _Outbound(codec, cell, socket, lead)
     if started.carrier in _REST_CARRIERS:
         outbound.act = _actor(control or CallControl(), started, socket)
-    if started.carrier in _REST_CARRIERS:
-        outbound.act = _actor(control or CallControl(), started, socket)
     outbound.tap = observer
     session = _session_of(started)
     call = Call(Flow(inbound.items()), outbound.consume, session, started)
@@ -537,7 +518,6 @@ async def run_call(
             socket.gone = True  # only this side declares the peer gone
             inbound.end("closed" if socket.closing else "dropped")
             outbound.wake()
-            outbound.wake()
 
     result: Any = None
     receiving = asyncio.create_task(receive(), name=f"voicekit receive {session.call_id}")
@@ -561,18 +541,6 @@ async def run_call(
         observer.close(final)
     await _hand_over(final, on_end)
     return final
-
-
-_REST_CARRIERS = ("twilio", "telnyx", "plivo")
-
-
-def _actor(
-    control: CallControl, started: CallStarted, socket: _Socket
-) -> Callable[[Any], Awaitable[str]]:
-    async def act(item: Any) -> str:
-        return await perform(control, started, item, socket.send)
-
-    return act
 
 
 _REST_CARRIERS = ("twilio", "telnyx", "plivo")
