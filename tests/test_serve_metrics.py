@@ -105,23 +105,26 @@ class Agent:
     """An on_call running the whole agent offline (energy VAD, scripted STT, ``reply`` as the
     LLM, tones as the TTS) with ``metrics=True``; ``done`` is set by on_end."""
 
-    def __init__(self, transcripts: list[str], reply: Callable[[Any], list[Any]]) -> None:
-        self.transcripts, self.reply = transcripts, reply
+    def __init__(self, transcripts: list[str], reply: Callable[[Any], list[Any]],
+                 apology: str | None = None) -> None:
+        self.transcripts, self.reply, self.apology = transcripts, reply, apology
         self.ended: list[vk.Session] = []
         self.done = asyncio.Event()
 
-    async def on_call(self, call: Any) -> None:
+    def agent(self, session: vk.Session) -> Any:
         async def llm(messages: Any) -> AsyncIterator[Any]:
             for part in self.reply(messages):
                 yield part
 
-        bot = vk.voice_agent(
+        return vk.voice_agent(
             llm=llm, tts=tones(), stt=fake(transcripts=self.transcripts),
             vad=vad(detector=energy(), min_volume=0, stop_secs=0.2),
             turns=turns(stop=[speech_timeout(0.2)], pending=False),
-            session=call.session, metrics=True,
+            session=session, metrics=True, llm_error_message=self.apology,
         )
-        await (call.inbound | bot | call.outbound)
+
+    async def on_call(self, call: Any) -> None:
+        await (call.inbound | self.agent(call.session) | call.outbound)
 
     def on_end(self, session: vk.Session) -> None:
         self.ended.append(session)
@@ -193,7 +196,7 @@ async def test_barge_ins_and_reply_failures_are_counted(tmp_path):
     def down(messages: Any) -> list[str]:
         raise ConnectionError("the LLM is down")
 
-    failing = Agent(["what time is it"], down)
+    failing = Agent(["what time is it"], down, apology="Sorry, the model is down.")
     agents = iter([cut, failing])
 
     async def on_call(call: Any) -> None:
@@ -259,6 +262,49 @@ async def test_refused_and_busy_calls_are_counted():
     assert value(samples, "voicekit_calls_total", carrier="ws", outcome="refused") == 1
     assert value(samples, "voicekit_calls_total", carrier="ws", outcome="busy") == 1
     assert value(samples, "voicekit_calls_total", carrier="ws", outcome="hangup") == 1
+
+
+async def test_an_audiohook_session_is_counted_and_its_turn_measured(monkeypatch):
+    """A Genesys-like client (tests/servers/audiohook_client.py) asks a question of an Audio
+    Connector bot, waits for the answer, then closes the session."""
+    import base64
+
+    from servers.audiohook_client import AudioHookClient
+
+    secret = b"a-client-secret-of-32-bytes-long"
+    monkeypatch.setenv("VOICEKIT_AUDIOHOOK_KEYS",
+                       f"test-key:{base64.b64encode(secret).decode()}")
+    turns_seen: list[vk.TurnMetrics] = []
+    rec = Agent(["what time is it"], lambda messages: ["It is noon. ", Usage(11, 3)])
+    application = vk.serve.app(vk.transports.agent_call(rec.agent), carrier="audiohook",
+                               metrics=True, on_end=rec.on_end, on_turn=turns_seen.append)
+    rate = 8000
+    question = (np.sin(2 * np.pi * 300 * np.arange(rate) / rate) * 8000).astype(np.int16)
+    quiet = np.zeros(rate, np.int16)
+    async with serving(application) as host:
+        async with AudioHookClient(f"ws://{host}/audiohook", secret=secret) as client:
+            await client.open()
+            await client.stream(question, quiet)
+            # the line goes on carrying (silent) audio, as Genesys's does, while the agent answers
+            line = asyncio.create_task(client.stream(np.zeros(rate * 30, np.int16),
+                                                     np.zeros(rate * 30, np.int16)))
+            during = await scrape_until(
+                host, lambda s: value(s, "voicekit_voice_to_voice_seconds_count") == 1
+            )
+            line.cancel()
+            await asyncio.gather(line, return_exceptions=True)
+            await client.close()
+            await client.ended()
+        await asyncio.wait_for(rec.done.wait(), 10)
+        after = await scrape(host)
+    assert value(during, "voicekit_active_calls") == 1
+    assert value(after, "voicekit_active_calls") == 0
+    assert value(after, "voicekit_calls_total", carrier="audiohook", outcome="hangup") == 1
+    assert value(after, "voicekit_turns_total") == 1
+    assert value(after, "voicekit_llm_tokens_total", kind="input") == 11
+    (measured,) = turns_seen
+    assert value(after, "voicekit_voice_to_voice_seconds_sum") == pytest.approx(
+        measured.voice_to_voice)
 
 
 # =============================================================================================
