@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import socket
 import subprocess
 import sys
 import wave
@@ -545,3 +546,58 @@ async def test_a_barge_in_call_recorded_with_its_transcript(tmp_path):
     left, _, _ = recording.samples()
     speech = runs(left, 2000)
     assert speech and speech[0][0] < events[kinds.index("user")]["t"]
+
+
+# =============================================================================================
+# voicekit serve --record, as a user runs it: a real process, the offline models
+
+
+async def test_voicekit_serve_record_writes_each_call(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    calls = tmp_path / "calls"
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicekit.cli", "serve", "--dev", "--port", str(port),
+        "--record", str(calls),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )
+    lines: list[str] = []
+
+    async def read() -> None:
+        assert process.stdout is not None
+        async for line in process.stdout:
+            lines.append(line.decode(errors="replace"))
+
+    async def line_with(text: str, timeout: float) -> None:  # noqa: ASYNC109
+        async with asyncio.timeout(timeout):
+            while not any(text in line for line in lines):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+
+    reader = asyncio.create_task(read())
+    question = parse({"name": "question", "steps": [
+        {"say": str(vk.audio.sample_path())}, {"wait_for": {"event": "audio", "timeout": 60}},
+        {"wait": 3},
+    ]})
+    config = SessionConfig(response_timeout_s=30, quiet_period_s=1.0, max_drain_s=10,
+                           custom_parameters={"caller": PHONE})
+    try:
+        await line_with("Application startup complete", 120)
+        report = await api.run_scenario(f"ws://127.0.0.1:{port}/twilio/media", question,
+                                        config=config)
+        await line_with("ended: 1 turn(s)", 10)
+    finally:
+        if process.returncode is None:
+            process.kill()
+        await process.wait()
+        await reader
+    assert report.spoke
+    sid = report.result.identity.call_sid
+    assert sorted(p.name for p in calls.iterdir()) == [f"{sid}.json", f"{sid}.wav"]
+    recording = vk.read_recording(calls / sid)
+    users = [e["text"] for e in recording.events if e["type"] == "user"]
+    assert users and "rome" in users[0].lower()
+    assert [e for e in recording.events if e["type"] == "agent" and "played" in e]
+    caller, agent, rate = recording.samples()
+    assert rate == RATE and np.any(caller) and np.any(agent)
+    assert "5550001111" not in recording.transcript.read_text()
