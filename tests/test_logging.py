@@ -135,9 +135,10 @@ def test_a_call_scope_names_the_call_in_its_tasks_only():
 
 
 async def test_every_record_of_a_call_carries_its_call_id():
-    """Two calls at once through ``/ws`` of a real server: each call's records (from on_call,
-    from a task it starts, from the connection layer when on_call fails, from on_end) carry that
-    call's id and no other; a record outside a call carries ``-``."""
+    """Three calls at once through ``/ws`` of a real server: each call's records (from on_call,
+    from a task it starts, from the connection layer when on_call fails or the peer breaks the
+    protocol, from on_end) carry that call's id and no other; a record outside a call carries
+    ``-``."""
     ended: list[str] = []
     both = asyncio.Event()
 
@@ -156,7 +157,7 @@ async def test_every_record_of_a_call_carries_its_call_id():
     def on_end(session: vk.Session) -> None:
         log.info("ended %s", session.call_id)
         ended.append(session.call_id)
-        if len(ended) == 2:
+        if len(ended) == 3:
             both.set()
 
     application = vk.serve.app(on_call, dev=True, on_end=on_end)
@@ -165,21 +166,25 @@ async def test_every_record_of_a_call_carries_its_call_id():
             serving(application) as host,
             websockets.connect(f"ws://{host}/ws") as a,
             websockets.connect(f"ws://{host}/ws") as b,
+            websockets.connect(f"ws://{host}/ws") as c,
         ):
             await a.send(json.dumps({"type": "start", "call_id": "call-A", "caller": CALLER}))
             await b.send(json.dumps({"type": "start", "call_id": "call-B"}))
+            await c.send(json.dumps({"type": "start", "call_id": "call-C"}))
             await a.send(json.dumps({"type": "stop"}))
             await b.send(json.dumps({"type": "stop"}))
+            await c.send(json.dumps({"type": "start"}))  # a second start: a protocol error
             await asyncio.wait_for(both.wait(), 10)
         log.info("no call now")
     by_call: dict[str, list[str]] = {}
     for line in capture.lines:
         call_id, _, message = line.partition("|")
         by_call.setdefault(call_id, []).append(message)
-        for other in ("call-A", "call-B"):
+        for other in ("call-A", "call-B", "call-C"):
             if other in message:
                 assert call_id == other, line  # a line about a call is tagged with that call
-    for call_id in ("call-A", "call-B"):
+    assert "ws call call-C: ws: a second 'start'" in by_call["call-C"]  # the receive side's
+    for call_id in ("call-A", "call-B", "call-C"):
         messages = by_call[call_id]
         assert f"began {call_id}" in messages and f"a task of {call_id}" in messages
         assert f"ended {call_id}" in messages

@@ -39,7 +39,7 @@ import numpy as np
 
 from .._errors import ProtocolError
 from .._frozen import FrozenDict
-from .._logging import call_scope
+from .._logging import bind_call, call_scope
 from .._secrets import redact
 from ..events import (
     AudioChunk,
@@ -498,6 +498,7 @@ async def run_call(
     call = Call(Flow(inbound.items()), outbound.consume, session, started)
 
     async def receive() -> None:
+        bind_call(session.call_id, session.caller, session.callee)  # its records name the call
         try:
             while not inbound.ended:
                 message = await _receive(websocket)
