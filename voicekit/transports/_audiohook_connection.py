@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import ProtocolError
+from .._logging import bind_call
 from .._secrets import redact
 from ..events import CallEnded, CallStarted, HangUp, Interrupted, Mark, Played, TransferCall
 from ..ops import Flow
@@ -327,6 +328,7 @@ async def run_session(
 
     async def receive() -> None:
         nonlocal broken
+        bind_call(session.call_id, session.caller, session.callee)  # its records name the call
         try:
             while not inbound.ended and protocol.state.phase != "closed":
                 message = await _receive(websocket)
