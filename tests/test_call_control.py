@@ -14,11 +14,12 @@ import asyncio
 import re
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from xml.etree import ElementTree
 
 import httpx
 import numpy as np
 import pytest
-from servers import fake_rest
+from servers import fake_rest, fake_twilio
 from servers.fake_carrier import Carrier, Record
 from servers.fake_plivo import PlivoCall
 from servers.fake_rest import FakeRest
@@ -29,7 +30,7 @@ from servers.serving import serving, voicekit_tasks
 import voicekit as vk
 import voicekit.serve
 from voicekit import ConfigError, ProviderStatusError, ProviderTimeout
-from voicekit.events import AudioChunk, HangUp, Mark, SendDtmf, TransferCall
+from voicekit.events import AudioChunk, HangUp, Mark, SendDtmf, SessionUpdated, TransferCall
 from voicekit.serve import CarrierApi
 
 TWILIO_CALL = "CAfake0000000000000000000000000042"
@@ -406,3 +407,53 @@ def test_carrier_api_hides_its_secret():
         CarrierApi("twilio", base_url="ftp://x")
     with pytest.raises(ConfigError, match="carrier must be one of"):
         CarrierApi("skype")
+
+
+async def test_twilio_call_comes_back_after_the_digits_with_its_session(rest, monkeypatch):
+    """Twilio plays digits only by replacing the call's TwiML, which ends the stream: the
+    ``<Play digits>`` is followed by a new ``<Connect><Stream>`` (with a fresh token), and the
+    new stream goes on from the Session the old one ended with."""
+    fake, base = rest
+    fake.live(TWILIO_CALL)
+    monkeypatch.setenv("TWILIO_AUTH_TOKEN", fake_rest.TOKEN)
+    sessions: list[vk.Session] = []
+    done = asyncio.Event()
+
+    async def on_call(call: Any) -> None:
+        sessions.append(call.session)
+
+        async def reply() -> AsyncIterator[Any]:
+            if len(sessions) == 1:  # the menu asks for a key: remember why, press it
+                for chunk in tone(0.4):
+                    yield chunk
+                yield Mark("m1")
+                yield SessionUpdated(call.session.remember(menu="billing"))
+                yield SendDtmf("1")
+            else:
+                yield HangUp()
+
+        await call.outbound(reply())
+        if len(sessions) == 2:
+            done.set()
+
+    application = vk.serve.app(on_call, carrier="twilio", api=api_for("twilio", base))
+    async with serving(application) as host:
+        form = {"CallSid": TWILIO_CALL, "From": "+15550001111", "To": "+15550002222"}
+        url, params = await fake_twilio.answer(f"http://{host}", form, fake_rest.TOKEN)
+        first = TwilioCall(url, call_sid=TWILIO_CALL, parameters=params)
+        await first.call(until=lambda r: bool(fake.of("update")), linger=0.05)  # then: stop
+        (update,) = fake.of("update")
+        twiml = update.body["Twiml"]
+        assert '<Play digits="1"/><Connect><Stream url=' in twiml
+        stream = ElementTree.fromstring(twiml).find("Connect/Stream")
+        assert stream is not None
+        again = {p.get("name", ""): p.get("value", "") for p in stream.findall("Parameter")}
+        assert again["resumed"] == "dtmf" and again["token"] != params["token"]
+        second = TwilioCall(stream.get("url", ""), call_sid=TWILIO_CALL,
+                            stream_sid="MZfake0000000000000000000000000002", parameters=again)
+        record = await second.call(until=lambda r: bool(fake.of("hangup")), linger=0.05)
+        await asyncio.wait_for(done.wait(), 10)
+        assert await voicekit_tasks() == []
+    assert record.close_code != 1008  # the fresh token was accepted
+    assert sessions[0].memory == {} and dict(sessions[1].memory) == {"menu": "billing"}
+    assert sessions[1].call_id == TWILIO_CALL

@@ -30,6 +30,7 @@ from ..transports._rest import CarrierApi, api_from_env
 from ..transports._token import Spent, check_token, derive_key, make_token
 from ._carriers import SECRETS, carrier_routes
 from ._dial import (
+    DtmfResumes,
     amd_route,
     plivo_transfer_route,
     signed_transfer_url,
@@ -255,12 +256,14 @@ def app(
     def rest_api() -> CarrierApi:
         return api if api is not None else api_from_env(carrier or "twilio")
 
+    resumes = DtmfResumes(ttl=token_ttl)  # Twilio calls coming back after <Play digits>
+
     def control_for(ws: WebSocket) -> CallControl:
         the_api = rest_api() if carrier in ("twilio", "telnyx", "plivo") else None
         if carrier == "twilio":
             media_url = stream_url_of(ws, public_url, "/twilio/media")
-            resume = twilio_resume(media_url, None if dev else key, token_ttl) if media_url \
-                else None
+            resume = twilio_resume(media_url, None if dev else key, token_ttl,
+                                   on_resume=resumes.expect) if media_url else None
             return CallControl(the_api, resume=resume)
         if carrier == "plivo" and public_url:
             base = public_url.rstrip("/")
@@ -279,7 +282,10 @@ def app(
                 ws, codec, on_call, rate=rate, lead=lead, inbound_ms=inbound_ms,
                 authorize=authorize, on_end=ended, grace=grace, record=record,
                 control=control_for(ws),
+                resume=resumes.take if codec.name == "twilio" else None,
             )
+            if final is not None and codec.name == "twilio":
+                resumes.ended(final)
         finally:
             state.calls -= 1
         if final is None:  # no call started: no valid start (or none in time)

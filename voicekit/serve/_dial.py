@@ -27,11 +27,14 @@ Answering machines (``voicemail``):
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import hmac
 import logging
 import os
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +48,7 @@ from starlette.routing import Route
 from .._errors import ConfigError
 from .._secrets import redact
 from ..events import CallStarted
+from ..session import Session
 from ..transports import twilio
 from ..transports._control import twilio_hangup
 from ..transports._rest import CarrierApi, RestRequest, api_from_env, send, status_error
@@ -54,6 +58,7 @@ __all__ = [
     "MACHINE_ANSWERS",
     "VOICEMAIL",
     "Dialed",
+    "DtmfResumes",
     "amd_route",
     "dial",
     "dial_request",
@@ -288,11 +293,16 @@ def plivo_transfer_route(key: bytes) -> Route:
 
 
 def twilio_resume(
-    stream_url: str, key: bytes | None, ttl: float = 300.0
+    stream_url: str,
+    key: bytes | None,
+    ttl: float = 300.0,
+    on_resume: Callable[[str], None] | None = None,
 ) -> Callable[[CallStarted], str]:
     """For a Twilio ``SendDtmf``: the ``<Connect><Stream>`` TwiML (with a fresh single-call
-    token when ``key`` is given) that brings the call back to the stream after the digits
-    played. The new stream is a new connection: a new ``on_call`` for the same call id."""
+    token when ``key`` is given, and the start parameter ``resumed=dtmf``) that brings the call
+    back to the stream after the digits played. The new stream is a new connection: a new
+    ``on_call`` for the same call id, which :class:`DtmfResumes` hands the Session so far
+    (``on_resume(call_id)`` is told each time)."""
     if not stream_url.startswith(("wss://", "ws://")):
         raise ConfigError(f"twilio: the stream URL must be ws(s)://…, got {stream_url!r}")
 
@@ -302,9 +312,60 @@ def twilio_resume(
             parameters[twilio.TOKEN_PARAMETER] = make_token(key, started.call_id, ttl=ttl)
         document = twilio.twiml(stream_url, parameters)
         start = document.index("<Connect>")
+        if on_resume is not None:
+            on_resume(started.call_id)
         return document[start : document.rindex("</Response>")]
 
     return resume
+
+
+class DtmfResumes:
+    """The Twilio calls that come back on a new stream after ``<Play digits>``: the final
+    Session of the stream that ended is held (at most ``size`` calls, ``ttl`` seconds) and
+    handed to the new stream of the same call (start parameter ``resumed=dtmf``), so the
+    conversation goes on where it was."""
+
+    __slots__ = ("_held", "_ready", "size", "ttl")
+
+    def __init__(self, ttl: float = 60.0, size: int = 1000) -> None:
+        self.ttl, self.size = ttl, size
+        self._ready: dict[str, tuple[float, asyncio.Event]] = {}
+        self._held: dict[str, Session] = {}
+
+    def _prune(self) -> None:
+        now = time.monotonic()
+        for call_id in [c for c, (t, _) in self._ready.items() if now - t > self.ttl]:
+            self._ready.pop(call_id, None)
+            self._held.pop(call_id, None)
+        while len(self._ready) > self.size:
+            oldest = next(iter(self._ready))
+            self._ready.pop(oldest)
+            self._held.pop(oldest, None)
+
+    def expect(self, call_id: str) -> None:
+        """Digits were sent on ``call_id``: its stream will end and come back."""
+        self._prune()
+        self._ready[call_id] = (time.monotonic(), asyncio.Event())
+
+    def ended(self, session: Session) -> None:
+        """A stream ended with ``session``: held if its call is expected back."""
+        entry = self._ready.get(session.call_id or "")
+        if entry is not None:
+            self._held[session.call_id or ""] = session
+            entry[1].set()
+
+    async def take(self, started: CallStarted, wait: float = 2.0) -> Session | None:
+        """The Session to go on from, for a stream that says ``resumed=dtmf`` (waiting up to
+        ``wait`` seconds for the old stream to end); None otherwise."""
+        if started.parameters.get("resumed") != "dtmf":
+            return None
+        entry = self._ready.get(started.call_id)
+        if entry is None:
+            return None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(entry[1].wait(), wait)
+        self._ready.pop(started.call_id, None)
+        return self._held.pop(started.call_id, None)
 
 
 def stream_url_of(websocket: Any, public_url: str | None, path: str) -> str:

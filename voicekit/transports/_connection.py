@@ -435,6 +435,7 @@ async def run_call(
     grace: float = 0.5,
     record: Callable[[CallStarted, int], Any] | None = None,
     control: CallControl | None = None,
+    resume: Callable[[CallStarted], Awaitable[Session | None]] | None = None,
 ) -> Session | None:
     """Run one call on an accepted WebSocket (Starlette's, or anything with ``receive``,
     ``send_text``, ``send_bytes``, ``close`` and ``application_state``) until it ends; return
@@ -455,7 +456,9 @@ async def run_call(
     everything sent before them has been played (see :mod:`voicekit.transports._control`),
     through the carrier's REST API described by ``control`` (default: credentials from the
     environment). A hang-up or transfer ends the outbound stream; a carrier error is raised
-    from ``call.outbound`` (the call then ends: the socket is closed).
+    from ``call.outbound`` (the call then ends: the socket is closed). ``await
+    resume(started)`` may give the Session a call goes on from (a Twilio stream that comes back
+    after ``SendDtmf``); otherwise the call starts a new one.
     """
     socket = _Socket(websocket)
     state = codec.initial()
@@ -494,7 +497,8 @@ async def run_call(
     if started.carrier in _REST_CARRIERS:
         outbound.act = _actor(control or CallControl(), started, socket)
     outbound.tap = observer
-    session = _session_of(started)
+    previous = await resume(started) if resume is not None else None
+    session = previous if previous is not None else _session_of(started)
     call = Call(Flow(inbound.items()), outbound.consume, session, started)
 
     async def receive() -> None:
