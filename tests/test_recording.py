@@ -462,6 +462,72 @@ async def test_audio_a_clear_threw_away_is_not_in_the_recording(tmp_path, record
     assert abs((l1 - l0) - 0.5) < 0.005
 
 
+async def test_on_telnyx_too_clicks_and_a_clear_match_the_fake_carrier(tmp_path, recordings):
+    """The same through ``carrier="telnyx"`` and the fake Telnyx peer (tests/servers), whose
+    play-out clock keeps what the caller heard: the caller's click, the agent's click and the
+    end of the agent's audio at the clear are each within 20 ms of the peer's instants (the
+    agent's once the one-way delays are taken off)."""
+    from servers.fake_telnyx import TelnyxCall
+
+    from voicekit.audio import ulaw_encode
+
+    quiet, loud, agent_click = 2000, 12000, round(0.7 * RATE) + 37
+
+    async def on_call(call: Any) -> None:
+        heard = asyncio.Event()
+
+        async def listen() -> None:
+            got = 0
+            async for item in call.inbound:
+                if isinstance(item, AudioChunk):
+                    got += item.frames
+                    if got >= item.rate // 2:
+                        heard.set()
+
+        async def speak() -> AsyncIterator[Any]:
+            await heard.wait()
+            reply = np.full(2 * RATE, quiet, np.int16)
+            reply[agent_click] = 24000
+            for i in range(0, reply.shape[0], FRAME):
+                yield AudioChunk(reply[i : i + FRAME], RATE, i / RATE)
+            yield Interrupted("", 0.0)
+            for i in range(25):
+                yield AudioChunk(np.full(FRAME, loud, np.int16), RATE, i * 0.02)
+
+        await asyncio.gather(listen(), call.outbound(speak()))
+
+    calls = tmp_path / "calls"
+    application = vk.serve.app(on_call, carrier="telnyx", dev=True, lead=0.5, record_dir=calls)
+    caller = np.zeros(4 * RATE, np.int16)
+    caller[50 * FRAME + 40] = 24000  # 1.005 s
+    async with serving(application) as host:
+        peer = TelnyxCall(f"ws://{host}/telnyx/media")
+        record = await peer.call(bytes(ulaw_encode(caller).tobytes()), hangup_at=4.0)
+    assert record.violations == [] and len(record.clears) == 1
+    (rec,) = recordings
+    recording = vk.read_recording(calls / "v3_fake-call-1.wav")
+    left, right, _ = recording.samples()
+    t0 = peer._t0  # the peer's call start, on the same monotonic clock as the server's loop
+    caller_error = rec.origin + loudest(left) / RATE - (t0 + 1.005)
+    first_played = record.heard[0].start  # the peer's play-out of our first frame
+    one_way = t0 + first_played - (rec.origin + recording.info["agent_audio"][0][0])
+    heard = record.heard_audio()
+    agent_truth = t0 + first_played + loudest(heard) / RATE
+    agent_error = rec.origin + loudest(right) / RATE + one_way - agent_truth
+    (our_clear,) = [e["t"] for e in recording.events if e["type"] == "clear"]
+    clear_one_way = t0 + record.clears[0] - (rec.origin + our_clear)
+    level = np.abs(right.astype(np.int32))
+    (q0, q1), (l0, l1) = runs(np.where(level < 6000, right, 0), 1000)[0], runs(right, 6000)[-1]
+    heard_quiet = record.clears[0] - first_played
+    end_error = (q1 - q0) - (heard_quiet + one_way - clear_one_way)
+    print(f"telnyx: caller click {caller_error * 1000:+.2f} ms, agent click "
+          f"{agent_error * 1000:+.2f} ms, end at the clear {end_error * 1000:+.2f} ms (one-way "
+          f"{one_way * 1000:.2f} / {clear_one_way * 1000:.2f} ms)")
+    assert abs(caller_error) < 0.020 and abs(agent_error) < 0.020 and abs(end_error) < 0.020
+    assert 2.0 - heard_quiet > 0.3  # the peer threw most of the lead away; the WAV too
+    assert l1 - l0 == pytest.approx(0.5, abs=0.005) and abs(l0 - q1) < 0.020
+
+
 def agent_for(session: vk.Session, transcripts: list[str], reply: list[str]) -> Any:
     async def llm(messages: Any) -> AsyncIterator[str]:
         for part in reply:
