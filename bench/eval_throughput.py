@@ -68,6 +68,9 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=2, help="copies of the suite (default 2)")
     parser.add_argument("--tts", default=None, help="the agent's --tts (default: piper)")
     parser.add_argument("--skip-ray", action="store_true", help="processes only")
+    parser.add_argument(
+        "--ray-first", action="store_true", help="run Ray first (to see the effect of order)"
+    )
     args = parser.parse_args()
     flags = ("--llm", "local") + (("--tts", args.tts) if args.tts else ())
     agent = AgentSpec(flags)
@@ -75,18 +78,26 @@ def main() -> int:
     load = os.getloadavg()[0]
     print(f"{len(scenarios)} conversations ({len(scenarios) // args.repeat} scenarios x "
           f"{args.repeat}), agent: {agent.describe()}; {cores()} cores, load {load:.1f}")
-    rows = [
-        measure("1 worker process", scenarios, agent, workers=1),
-        measure("2 worker processes", scenarios, agent, workers=2),
-    ]
-    if not args.skip_ray:
+    def on_ray() -> dict:
         import ray
 
         began = time.perf_counter()
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
         print(f"ray.init (local, 2 CPUs): {time.perf_counter() - began:.1f} s")
-        rows.append(measure("Ray local, 2 CPUs", scenarios, agent, ray="local", workers=2))
-        ray.shutdown()
+        try:
+            return measure("Ray local, 2 CPUs", scenarios, agent, ray="local", workers=2)
+        finally:
+            ray.shutdown()
+
+    rows = [on_ray()] if args.ray_first and not args.skip_ray else []
+    rows += [
+        measure("1 worker process", scenarios, agent, workers=1),
+        measure("2 worker processes", scenarios, agent, workers=2),
+    ]
+    if not args.ray_first and not args.skip_ray:
+        rows.append(on_ray())
+    rows.sort(key=lambda row: ["1 worker process", "2 worker processes"].index(row["label"])
+              if row["label"] != "Ray local, 2 CPUs" else 2)  # fmt: skip
     base = rows[0]
     print(f"\n{'backend':<22}{'wall':>8}{'1st result':>12}{'conv/min':>10}{'warm':>8}"
           f"{'ratio':>7}{'warm ratio':>12}")

@@ -43,6 +43,7 @@ from ._result import (
 from ._runner import evaluate
 from ._scenario import (
     Expect,
+    IdlePolicy,
     Judge,
     LatencyBound,
     Scenario,
@@ -59,6 +60,7 @@ __all__ = [
     "Check",
     "Comparison",
     "Expect",
+    "IdlePolicy",
     "Judge",
     "JudgeSpec",
     "JudgeVerdict",
