@@ -22,7 +22,9 @@ worker again is the one reported (``error``, ``attempts=2``) and the others are 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import multiprocessing
+import os
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -34,7 +36,7 @@ from ._agents import AgentSpec
 from ._judge import JudgeSpec
 from ._result import ScenarioResult
 from ._scenario import Scenario
-from ._task import Task, run_task, run_task_in_worker, worker_setup
+from ._task import WORKER_ENV, Task, run_task, run_task_in_worker, worker_setup
 
 __all__ = ["MAX_ATTEMPTS", "evaluate", "tasks_for"]
 
@@ -92,9 +94,28 @@ def _new_pool(workers: int) -> cf.ProcessPoolExecutor:
     )
 
 
+@contextlib.contextmanager
+def _worker_environment() -> Iterator[None]:
+    """:data:`WORKER_ENV` in this process's environment while workers are spawned, so that a
+    worker starts with it (libraries that read it when they load, such as OpenBLAS through
+    numpy, see it too); put back afterwards."""
+    added = {k: v for k, v in WORKER_ENV.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
 def _processes(tasks: Sequence[Task], workers: int) -> Iterator[ScenarioResult]:
     """On ``workers`` processes, at most ``workers`` conversations in flight (so those that a
     dying worker takes down are known), the suspects of a crash run again one at a time."""
+    with _worker_environment():
+        yield from _pool_run(tasks, workers)
+
+
+def _pool_run(tasks: Sequence[Task], workers: int) -> Iterator[ScenarioResult]:
     queue: deque[Task] = deque(tasks)
     solo: deque[Task] = deque()  # run again after a crash, one at a time
     pool = _new_pool(workers)
