@@ -39,7 +39,7 @@ from ._dial import (
 )
 from ._metrics import metrics_setup, refused, watched, with_metrics
 from ._page import page_routes
-from ._webrtc import webrtc_route
+from ._webrtc import Peers, webrtc_route
 
 __all__ = ["ServerState", "app"]
 
@@ -317,7 +317,8 @@ def app(
             if final is None:
                 refused(counted, "webrtc")
 
-        routes.append(webrtc_route(serve_peer, secret=ws_secret, dev=dev,
+        peers = Peers()
+        routes.append(webrtc_route(serve_peer, secret=ws_secret, dev=dev, peers=peers,
                                    ready=lambda: state.ready, ice_servers=ice_servers))
     elif carrier == "twilio":
         routes[2:2] = [
@@ -335,6 +336,8 @@ def app(
         )
     application = Starlette(routes=routes)
     application.state.voicekit = state
+    if carrier is None:
+        application.state.webrtc = peers  # the page's WebRTC calls
     return with_metrics(application, counted, metric_routes)
 
 

@@ -15,6 +15,7 @@ This module needs no aiortc: without it the route answers 501 with what to insta
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -29,7 +30,7 @@ from starlette.routing import Route
 from .._errors import ConfigError
 from .._secrets import remember
 
-__all__ = ["check_offer", "ice_config", "webrtc_route"]
+__all__ = ["Peers", "check_offer", "ice_config", "webrtc_route"]
 
 _log = logging.getLogger("voicekit.serve")
 
@@ -82,7 +83,7 @@ def check_offer(body: bytes) -> str:
     Traceback (most recent call last):
     ...
     ValueError: 'type' must be "offer", got 'answer'
-    >>> check_offer(b'{"type": "offer", "sdp": "v=0\\r\\nm=audio 9 UDP/TLS/RTP/SAVPF 0\\r\\n"}')
+    >>> check_offer(json.dumps({"type": "offer", "sdp": "v=0\\nm=audio 9 RTP/SAVPF 0\\n"}).encode())
     Traceback (most recent call last):
     ...
     ValueError: the offer's audio has no Opus codec (a=rtpmap:… opus/48000/2)
@@ -113,6 +114,28 @@ def check_offer(body: bytes) -> str:
     return sdp
 
 
+class Peers:
+    """The app's WebRTC calls (``app.state.webrtc``): ``live`` maps each running call's peer
+    (a :class:`~voicekit.serve._webrtc_peer.Peer`) to its task; ``ended`` keeps the last few
+    peers whose call is over (their peer connection closed)."""
+
+    def __init__(self) -> None:
+        self.live: dict[Any, asyncio.Task[None]] = {}
+        self.ended: list[Any] = []
+
+    def start(self, peer: Any, run: Callable[[Any], Awaitable[Any]]) -> None:
+        async def serve() -> None:
+            try:
+                await run(peer)
+            finally:
+                await peer.close()
+                self.live.pop(peer, None)
+                self.ended.append(peer)
+                del self.ended[:-16]  # a few, for tests and the curious
+
+        self.live[peer] = asyncio.create_task(serve(), name="voicekit webrtc call")
+
+
 def _denied(request: Request, secret: str, dev: bool) -> Response | None:
     """401 without a bearer token, 403 with a wrong one (or when none is configured)."""
     if dev:
@@ -135,21 +158,14 @@ def webrtc_route(
     dev: bool,
     ready: Callable[[], bool],
     ice_servers: Sequence[str | Mapping[str, str]] = (),
-    peers: Any = None,
+    peers: Peers | None = None,
 ) -> Route:
     """``/webrtc``: GET gives the ICE servers to the page, POST turns an offer into an answer
     and starts ``run(peer)`` (a :class:`~voicekit.serve._webrtc_peer.Peer`, which ``run_call``
     takes as it takes a WebSocket) as a task held in ``peers`` (a ``Peers``; one is made when
     None). Both check the bearer ``secret`` unless ``dev``."""
     servers = ice_config(ice_servers)
-
-    def registry() -> Any:
-        nonlocal peers
-        if peers is None:
-            from ._webrtc_peer import Peers
-
-            peers = Peers()
-        return peers
+    registry = peers if peers is not None else Peers()
 
     async def endpoint(request: Request) -> Response:
         denied = _denied(request, secret, dev)
@@ -169,7 +185,7 @@ def webrtc_route(
             return PlainTextResponse(f"webrtc: needs aiortc ({exc}): pip install "
                                      "'voicekit[webrtc]'", status_code=501)
         try:
-            sdp_answer = await answer(sdp, run, servers, registry())
+            sdp_answer = await answer(sdp, run, servers, registry)
         except ValueError as exc:
             return PlainTextResponse(f"webrtc: the offer was refused: {exc}", status_code=400)
         return JSONResponse({"type": "answer", "sdp": sdp_answer})

@@ -46,7 +46,7 @@ from av import AudioFrame
 
 from ..transports._resample import StreamResampler
 
-__all__ = ["Peer", "Peers", "Speaker", "answer"]
+__all__ = ["Peer", "Speaker", "answer"]
 
 _log = logging.getLogger("voicekit.serve")
 
@@ -62,7 +62,7 @@ class _Mark:
     message: str  # the mark message for the page, as the codec encoded it
 
 
-class Speaker(MediaStreamTrack):  # type: ignore[misc]
+class Speaker(MediaStreamTrack):
     """The outbound audio track: 16 kHz int16 audio and marks queued by the call, taken out
     one 20 ms frame per ``recv`` at real-time pace. ``on_mark(mark)`` is called when the audio
     before a mark has been sent. ``sent`` counts the agent's samples sent, ``flushed`` the
@@ -269,36 +269,17 @@ class Peer:
         await self.pc.close()
 
 
-class Peers:
-    """The app's WebRTC calls: each call's peer connection and task while it runs."""
-
-    def __init__(self) -> None:
-        self.live: dict[Peer, asyncio.Task[None]] = {}
-        self.ended: list[Peer] = []
-
-    def start(self, peer: Peer, run: Callable[[Peer], Awaitable[Any]]) -> None:
-        async def serve() -> None:
-            try:
-                await run(peer)
-            finally:
-                await peer.close()
-                self.live.pop(peer, None)
-                self.ended.append(peer)
-                del self.ended[:-16]  # a few, for tests and the curious
-
-        self.live[peer] = asyncio.create_task(serve(), name="voicekit webrtc call")
-
-
 def _ice_servers(servers: list[dict[str, str]]) -> list[RTCIceServer]:
     return [RTCIceServer(urls=s["urls"], username=s.get("username"),
                          credential=s.get("credential")) for s in servers]
 
 
 async def answer(sdp: str, run: Callable[[Peer], Awaitable[Any]], servers: list[dict[str, str]],
-                 peers: Peers) -> str:
+                 peers: Any) -> str:
     """Answer the page's offer: a peer connection (host candidates only unless ``servers``
     names STUN/TURN servers) whose call ``run(peer)`` runs as a task in ``peers``; the answer's
-    SDP. A ValueError names what aiortc refused."""
+    SDP. ``peers`` is the app's :class:`~voicekit.serve._webrtc.Peers`. A ValueError names what
+    aiortc refused."""
     # iceServers=[] explicitly: aiortc's default would contact a public STUN server
     pc = RTCPeerConnection(RTCConfiguration(iceServers=_ice_servers(servers)))
     peer = Peer(pc)

@@ -9,7 +9,7 @@ STATIC = Path(__file__).parent
 
 _FILES = frozenset(
     ("index.html", "page.js", "audio.js", "capture-worklet.js", "playback-worklet.js",
-     "widget.js", "page.css")
+     "widget.js", "page.css", "webrtc.js")
 )
 
 

@@ -1,5 +1,6 @@
 // The page `voicekit serve` shows at "/": press Talk, speak, hear the reply.
 import { startCall } from "./audio.js";
+import { startRtcCall } from "./webrtc.js";
 
 const urls = {
   capture: new URL("./capture-worklet.js", import.meta.url).href,
@@ -14,8 +15,11 @@ const COLOURS = {
 
 // what the page did, for people and for tests (window.voicekit)
 const state = { status: "ready", events: [], played: [], spoken: [], cleared: [], metrics: [],
-  call: null };
+  call: null, transport: "ws" };
 window.voicekit = state;
+// the transport switch: WebSocket (/ws) or WebRTC (/webrtc); "#transport=webrtc" picks one
+const chosen = new URLSearchParams(location.hash.slice(1)).get("transport");
+if (chosen === "ws" || chosen === "webrtc") $("transport").value = chosen;
 
 function setStatus(text) { state.status = text; $("status").textContent = text; }
 
@@ -95,10 +99,33 @@ function drawLatency(m) {
   }
 }
 
+function idle(text) {
+  state.call = null;
+  setStatus(text);
+  $("talk").textContent = "Talk";
+  $("talk").classList.remove("on");
+  $("talk").disabled = false;
+  $("transport").disabled = false;
+}
+
+function calling(call) {
+  state.call = call;
+  $("talk").textContent = "Hang up";
+  $("talk").classList.add("on");
+  $("talk").disabled = false;
+  setStatus("listening…");
+}
+
 async function talk() {
   const button = $("talk");
   button.disabled = true;
+  $("transport").disabled = true;
   const token = new URLSearchParams(location.hash.slice(1)).get("token") || "";
+  state.transport = $("transport").value;
+  if (state.transport === "webrtc") {
+    calling(await startRtcCall(urls, { token, on: show, onEnded: idle }));
+    return;
+  }
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const ws = new WebSocket(`${scheme}://${location.host}/ws`);
   ws.binaryType = "arraybuffer";
@@ -113,28 +140,21 @@ async function talk() {
   const ended = (event) => {
     closed = true;
     if (call) call.hangUp(false);
-    state.call = null;
-    setStatus(event.code === 1008 ? "call refused (wrong or missing token?)" : "call ended");
-    button.textContent = "Talk";
-    button.classList.remove("on");
-    button.disabled = false;
+    idle(event.code === 1008 ? "call refused (wrong or missing token?)" : "call ended");
   };
   ws.onmessage = (event) => (call ? call.receive(event.data) : early.push(event.data));
   ws.onclose = ended;
   call = await startCall(channel, urls, { on: show, start: { token } });
   for (const message of early.splice(0)) call.receive(message);
   if (closed) { await call.hangUp(false); return; }
-  state.call = call;
-  button.textContent = "Hang up";
-  button.classList.add("on");
-  button.disabled = false;
-  setStatus("listening…");
+  calling(call);
 }
 
 $("talk").addEventListener("click", async () => {
   if (state.call) { await state.call.hangUp(); return; }
   try { await talk(); } catch (error) {
-    setStatus(`error: ${error.message}`);
-    $("talk").disabled = false;
+    idle(`error: ${error.message}`);
   }
 });
+// leaving the page hangs up (the peer connection and the socket close with it anyway)
+window.addEventListener("pagehide", () => { if (state.call) state.call.hangUp(); });
