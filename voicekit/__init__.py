@@ -44,7 +44,14 @@ from ._errors import (
 from ._frozen import FrozenDict, freeze, thaw
 from ._interruption import Interruption
 from ._metrics import TurnMetrics
-from ._recording import CallRecording, Recorder, Recording, read_recording, recorder
+from ._recording import (
+    CallRecording,
+    LocalRecording,
+    Recorder,
+    Recording,
+    read_recording,
+    recorder,
+)
 from .conversation import run_conversation
 from .events import (
     AudioChunk,
@@ -100,6 +107,7 @@ __all__ = [
     "HistoryWindow",
     "Interrupted",
     "Interruption",
+    "LocalRecording",
     "Mark",
     "Played",
     "ProtocolError",

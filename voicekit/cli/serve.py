@@ -24,6 +24,7 @@ import os
 import secrets
 import signal
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -296,18 +297,18 @@ class _LogLines:
 
     def __init__(self, logger: logging.Logger = _log) -> None:
         self.logger = logger
-        self.busy = False
+        self.writing = threading.local()  # per thread: models load on threads side by side
 
     def write(self, text: str) -> int:
-        if self.busy:  # logging itself complained (to stderr): not through logging again
+        if getattr(self.writing, "busy", False):  # logging itself complained (to stderr)
             return sys.__stderr__.write(text) if sys.__stderr__ is not None else len(text)
-        self.busy = True
+        self.writing.busy = True
         try:
             for line in text.splitlines():
                 if line.strip():
                     self.logger.info("%s", line)
         finally:
-            self.busy = False
+            self.writing.busy = False
         return len(text)
 
     def flush(self) -> None:

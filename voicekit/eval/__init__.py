@@ -11,6 +11,7 @@ JSONL file of them (:func:`write_jsonl`, :func:`read_jsonl`), a JUnit XML file f
 
 from __future__ import annotations
 
+from .._metrics import MILESTONES
 from ._agents import AgentSpec
 from ._judge import JudgeSpec
 from ._recordings import expand_inputs, recording_scenario
@@ -56,6 +57,7 @@ from ._scenario import (
 
 __all__ = [
     "FORMAT",
+    "MILESTONES",
     "AgentSpec",
     "Check",
     "Comparison",
