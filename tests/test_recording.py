@@ -667,3 +667,68 @@ async def test_voicekit_serve_record_writes_each_call(tmp_path):
     caller, agent, rate = recording.samples()
     assert rate == RATE and np.any(caller) and np.any(agent)
     assert "5550001111" not in recording.transcript.read_text()
+
+
+# =============================================================================================
+# without a carrier: a local run, on stream time
+
+
+def test_a_local_run_is_recorded_on_stream_time(tmp_path):
+    """``source | rec.caller | agent | rec.agent``: the caller at 16 kHz, the agent at 22.05
+    kHz, both resampled to 16 kHz and placed by their stamps; a barge-in cuts the agent."""
+    rec = vk.recorder(tmp_path).local("demo-1")
+
+    async def caller() -> AsyncIterator[Any]:
+        for n in range(150):  # 3 s at 16 kHz, a click at 1.0025 s
+            samples = np.zeros(320, np.int16)
+            if n == 50:
+                samples[40] = 20000
+            yield AudioChunk(samples, 16000, n * 0.02)
+
+    async def agent(source: Any) -> AsyncIterator[Any]:
+        async for item in source:
+            if isinstance(item, AudioChunk) and item.t == 1.2:
+                yield TurnEnded("hello", 1.2)
+                reply = np.full(22050, 3000, np.int16)  # 1 s from 1.3 s, a click at 1.5 s
+                reply[round(0.2 * 22050)] = 24000
+                for i in range(0, 22050, 441):
+                    yield AudioChunk(reply[i : i + 441], 22050, 1.3 + i / 22050)
+                yield Mark("1-1", "Hello.")
+                yield TurnStarted(1.8)
+                yield Interrupted("", 1.8)
+            if not isinstance(item, AudioChunk):  # like voice_agent: not the caller's audio
+                yield item
+
+    items = asyncio.run(vk.collect(caller() | rec.caller | vk.Stage.of(agent) | rec.agent))
+    assert sum(isinstance(i, AudioChunk) for i in items) == 50  # everything passes on
+    assert rec.result is not None and rec.result.wav == tmp_path / "demo-1.wav"
+    left, right, rate = rec.result.samples()
+    assert rate == 16000
+    assert abs(loudest(left) - round(1.0025 * 16000)) <= 2
+    assert abs(loudest(right) - round(1.5 * 16000)) <= 32  # the resampler's filter delay: ~1 ms
+    assert runs(right, 1000, 16000) == [(pytest.approx(1.3, abs=0.002), 1.8)]
+    kinds = [(e["type"], e["t"]) for e in rec.result.events]
+    assert ("user", 1.2) in kinds and ("clear", 1.8) in kinds and ("user_started", 1.8) in kinds
+    (sentence,) = [e for e in rec.result.events if e["type"] == "agent"]
+    assert sentence["text"] == "Hello." and sentence["end"] == 1.8 and sentence["interrupted"]
+
+
+def test_a_local_voice_agent_run_is_recorded(tmp_path):
+    """The bundled question read from its file through a voice agent, recorded locally."""
+    rec = vk.recorder(tmp_path).local("local-1")
+    bot = agent_for(vk.Session(call_id="local-1"), ["what is the weather"],
+                    ["It is foggy. ", "Anything else?"])
+    flow = vk.audio.read(vk.audio.sample_path(), rate=16000) | rec.caller | bot | rec.agent
+    asyncio.run(vk.collect(flow))
+    assert rec.result is not None
+    events = rec.result.events
+    (user,) = [e for e in events if e["type"] == "user"]
+    assert user["text"] == "what is the weather"
+    sentences = [e for e in events if e["type"] == "agent"]
+    assert [s["text"] for s in sentences] == ["It is foggy.", "Anything else?"]
+    assert user["t"] <= sentences[0]["start"] < sentences[0]["end"] <= sentences[1]["start"]
+    left, right, rate = rec.result.samples()
+    speech, reply = runs(left, 2000, rate), runs(right, 1000, rate)
+    assert speech[0][0] < user["t"] and speech[-1][1] <= user["t"]  # the turn ends after it
+    assert reply[0][0] == pytest.approx(sentences[0]["start"], abs=0.005)
+    assert reply[-1][1] <= sentences[1]["end"] + 0.005

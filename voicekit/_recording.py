@@ -53,6 +53,7 @@ from .events import (
     Interrupted,
     Mark,
     Played,
+    SessionUpdated,
     ToolCall,
     TransferCall,
     TurnEnded,
@@ -60,7 +61,9 @@ from .events import (
 )
 from .session import Session, hash_caller
 
-__all__ = ["CallRecording", "Recorder", "Recording", "read_recording", "recorder"]
+__all__ = [
+    "CallRecording", "LocalRecording", "Recorder", "Recording", "read_recording", "recorder",
+]
 
 _log = logging.getLogger("voicekit.recording")
 
@@ -70,6 +73,7 @@ COMMIT_LAG = 2.0
 """Audio older than this (on the call's clock) is final: it is written out and freed."""
 _SNAP = 2  # samples: a chunk this close to the end of the previous one continues it
 _SPAN_GAP = 0.03  # seconds: agent audio closer than this to the previous span extends it
+_INF = float("inf")
 
 Clock = Callable[[], float]
 
@@ -183,6 +187,7 @@ class CallRecording:
             {"t": 0.0, "type": "call_started", "carrier": started.carrier}
         ]
         self._ended_at: float | None = None
+        self._lag = COMMIT_LAG  # inf: everything stays in memory until close (local runs)
 
     # -- clock ---------------------------------------------------------------------------------
 
@@ -349,10 +354,10 @@ class CallRecording:
         if self._failed:
             return
         now = self._now()
-        if not final and (now - self._committed_at < 1.0 or self._pending):
+        if not final and (now - self._committed_at < 1.0 or self._pending or self._lag == _INF):
             return
         self._committed_at = now
-        upto = self._tape.top if final else self._index(now - COMMIT_LAG)
+        upto = self._tape.top if final else self._index(now - self._lag)
         rows = self._tape.take(upto)
         if not rows.shape[0] and not final:
             return
@@ -436,6 +441,18 @@ class Recorder:
 
     directory: Path
 
+    def local(self, call_id: str = "local", *, rate: int = 16000) -> LocalRecording:
+        """Record a run without a carrier (a script, a notebook): see :class:`LocalRecording`.
+
+        >>> import tempfile, voicekit as vk
+        >>> rec = vk.recorder(tempfile.mkdtemp()).local("demo-1")
+        >>> flow = [vk.AudioChunk(np.zeros(1600, np.int16), 16000)] | rec.caller | rec.agent
+        >>> _ = asyncio.run(vk.collect(flow))
+        >>> rec.result.wav.name, rec.result.samples()[2]
+        ('demo-1.wav', 16000)
+        """
+        return LocalRecording(self, call_id, rate)
+
     def paths(self, call_id: str) -> tuple[Path, Path]:
         """The WAV and JSON paths for ``call_id`` (a free name: ``-2``, ``-3``… when taken)."""
         stem = _safe_name(call_id)
@@ -458,6 +475,78 @@ class Recorder:
             _log.error("recording %s failed: %s", wav.name, exc)
             recording._failed = True
         return recording
+
+
+class _Manual:
+    """A clock a local recording moves by hand, to stream time."""
+
+    __slots__ = ("now",)
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class LocalRecording:
+    """A call run without a carrier, recorded on stream time: put ``caller`` after the caller's
+    audio and ``agent`` after the agent (``source | rec.caller | bot | rec.agent``). Both
+    channels are resampled to ``rate``; the agent's audio goes where its stamps (``t``) put it,
+    cut at each ``Interrupted`` (its ``t``: what a real-time player such as
+    :func:`voicekit.audio.paced` would have played). Every audio chunk after the agent counts
+    as the agent's (:func:`voicekit.voice_agent` does not pass the caller's on). The files are
+    written when the agent's stream ends; ``result`` is then the :class:`Recording`."""
+
+    def __init__(self, recorder: Recorder, call_id: str, rate: int) -> None:
+        from .ops import Stage
+
+        self.rate = rate
+        self._clock = _Manual()
+        self._recording = recorder(CallStarted(call_id, carrier="local"), rate, self._clock)
+        self._recording._anchor, self._recording._fixed = 0.0, True  # stream time is the clock
+        self._recording._lag = _INF  # the two stages run apart: write out only at the end
+        self._resamplers: dict[tuple[str, int], Any] = {}
+        self._session: Session | None = None
+        self.result: Recording | None = None
+        self.caller: Stage[Any, Any] = Stage.of(self._caller, "record_caller")
+        self.agent: Stage[Any, Any] = Stage.of(self._agent, "record_agent")
+
+    def _resampled(self, side: str, chunk: AudioChunk) -> npt.NDArray[np.int16]:
+        from .transports._resample import StreamResampler
+
+        key = (side, chunk.rate)
+        if key not in self._resamplers:
+            self._resamplers[key] = StreamResampler(chunk.rate, self.rate)
+        out: npt.NDArray[np.int16] = self._resamplers[key].push(chunk.samples)
+        return out
+
+    async def _caller(self, source: Any) -> Any:
+        async for item in source:
+            if isinstance(item, AudioChunk):
+                self._clock.now = item.t
+                self._recording.inbound(AudioChunk(self._resampled("caller", item), self.rate,
+                                                   item.t))
+            elif isinstance(item, Dtmf | CallEnded):
+                self._recording.inbound(item)
+            yield item
+
+    async def _agent(self, source: Any) -> Any:
+        end = 0.0  # stream time the agent's audio so far plays until
+        try:
+            async for item in source:
+                if isinstance(item, AudioChunk):
+                    self._recording.played(self._resampled("agent", item), item.t)
+                    end = max(end, item.end)
+                elif isinstance(item, SessionUpdated) and isinstance(item.session, Session):
+                    self._session = item.session
+                else:
+                    self._clock.now = float(getattr(item, "t", end) or end)
+                    self._recording.outbound(item, end)
+                yield item
+        finally:
+            self._clock.now = max(end, self._clock.now)
+            self.result = self._recording.close(self._session)
 
 
 def recorder(directory: str | Path) -> Recorder:
