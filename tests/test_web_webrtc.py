@@ -6,7 +6,9 @@ its authentication and its clear 400s."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +57,19 @@ def ended_peers(srv: ServerThread) -> list[dict[str, Any]]:
 
 def live_sent(srv: ServerThread) -> int:
     return srv.call(lambda: sum(p.speaker.sent for p in srv.peers.live))  # type: ignore[no-any-return]
+
+
+def tasks_left(srv: ServerThread, before: int) -> list[str]:
+    """Every task on the server's loop (aiortc's own included) beyond ``before`` of them,
+    given 3 s to end."""
+    async def left() -> list[str]:
+        for _ in range(300):
+            running = [t for t in asyncio.all_tasks() if not t.done()]
+            if len(running) <= before:
+                return []
+            await asyncio.sleep(0.01)
+        return [repr(t.get_coro()) for t in running]
+    return srv.call(left)  # type: ignore[no-any-return]
 
 
 def slack(samples: int) -> float:
@@ -168,6 +183,7 @@ def test_a_barge_in_flushes_what_the_server_had_queued(server, tmp_path):
 @pytest.mark.filterwarnings("ignore::voicekit.turns.StopSecsWarning")
 def test_closing_the_tab_ends_the_webrtc_call_with_nothing_left(server, tmp_path):
     srv, calls = server
+    before = srv.call(lambda: len([t for t in asyncio.all_tasks() if not t.done()]))
     with chromium(capture(tmp_path, ("question", 0), ("quiet", 20))) as driver:
         first = driver.current_window_handle
         driver.switch_to.new_window("tab")
@@ -179,6 +195,7 @@ def test_closing_the_tab_ends_the_webrtc_call_with_nothing_left(server, tmp_path
         driver.switch_to.window(first)
         assert calls.ended.wait(10)
         assert srv.voicekit_tasks() == []
+        assert tasks_left(srv, before) == []  # aiortc's ICE, DTLS, SCTP and RTP tasks too
         assert srv.call(lambda: len(srv.peers.live)) == 0
     (ended,) = ended_peers(srv)
     assert ended["state"] == "closed"
@@ -273,3 +290,33 @@ def test_only_the_page_app_has_the_webrtc_route():
     assert "/webrtc" not in {r.path for r in phone.routes}
     page_app = vk.serve.app(on_call, carrier=None, dev=True)
     assert "/webrtc" in {r.path for r in page_app.routes}
+
+
+def test_a_call_the_server_ends_closes_the_peer_connection(tmp_path):
+    heard = threading.Event()
+
+    async def on_call(call: Any) -> None:  # hangs up on the first audio it hears
+        async for item in call.inbound:
+            if isinstance(item, vk.AudioChunk):
+                heard.set()
+                return
+
+    application = vk.serve.app(on_call, carrier=None, ws_token=TOKEN)
+    srv = ServerThread(application)
+    try:
+        before = srv.call(lambda: len([t for t in asyncio.all_tasks() if not t.done()]))
+        with chromium(capture(tmp_path, ("question", 0))) as driver:
+            driver.get(page(srv))
+            driver.find_element("id", "talk").click()
+            assert heard.wait(20)
+            # the page learns it from its data channel closing, and is ready for a new call
+            wait_for(driver, "return window.voicekit.status == 'call ended' && "
+                     "!window.voicekit.call", 10)
+            assert driver.execute_script("return document.getElementById('talk').textContent") \
+                == "Talk"
+            assert tasks_left(srv, before) == []
+            states = srv.call(lambda: [p.pc.connectionState
+                                       for p in application.state.webrtc.ended])
+            assert states == ["closed"]
+    finally:
+        srv.stop()
