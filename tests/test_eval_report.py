@@ -207,6 +207,22 @@ def test_points_beyond_twice_the_p90_sit_at_the_edge():
     assert ticks[-1] == "1 s"  # the axis is not stretched to 30 s
 
 
+def test_the_breakdown_of_a_mixed_run_is_over_its_spoken_turns():
+    typed = TurnResult(0, "hi", "hello", {"turn_end": 0.0, "first_audio": 0.01})
+    spoken = TurnResult(0, "hi", "hello", {"vad_stop": 0.2, "transcript": 0.5, "turn_end": 0.8,
+                                           "first_audio": 1.0})
+    run = [ScenarioResult(f"t{k}", "t.yaml", turns=[typed]) for k in range(5)]
+    run.append(ScenarioResult("s", "s.yaml", turns=[spoken]))
+    svg = re.search(r'<svg[^>]*data-plot="breakdown".*?</svg>', html_report(run), re.S)
+    titles = [r.find(f"{SVG}title").text
+              for r in ET.fromstring(svg.group(0)).iter(f"{SVG}rect") if r.get("class") == "step"]
+    assert [t.split(": ", 1)[1] for t in titles] == [
+        "VAD stop 200 ms (median)", "STT 300 ms (median)", "turn end 300 ms (median)",
+        "TTS first audio 200 ms (median)"]
+    only_typed = html_report(run[:5])
+    assert "turn end 0 ms (median)" in only_typed and "TTS first audio 10 ms" in only_typed
+
+
 def test_a_large_run_draws_at_most_max_points_per_box_with_the_same_figures():
     values = [i / 1000 for i in range(1000, 0, -1)]
     svg = ET.fromstring(distributions_svg([("x", values, None)]))

@@ -68,11 +68,15 @@ def _per_milestone(results: Iterable[ScenarioResult]) -> dict[str, list[float]]:
 
 
 def _per_step(results: Iterable[ScenarioResult]) -> dict[str, list[float]]:
+    """Each step's seconds over the spoken turns (those the VAD timed), or over every turn if
+    none was spoken: a typed turn has no speech steps, and mixing the two would stack the
+    speech steps of some turns on the reply steps of others."""
+    turns = [turn for result in results for turn in result.turns]
+    spoken = [turn for turn in turns if "vad_stop" in turn.latencies]
     out: dict[str, list[float]] = {name: [] for name, _ in MILESTONES}
-    for result in results:
-        for turn in result.turns:
-            for name, value in steps(turn.latencies).items():
-                out[name].append(value)
+    for turn in spoken or turns:
+        for name, value in steps(turn.latencies).items():
+            out[name].append(value)
     return out
 
 
@@ -245,9 +249,9 @@ th { background: var(--soft); position: sticky; top: 0; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 .badge { display: inline-block; padding: 0 7px; border-radius: 10px; font-size: 12px;
          font-weight: 600; color: #fff; white-space: nowrap; }
-.passed { background: var(--ok); } .failed { background: var(--bad); }
-.error { background: var(--err); } .mixed { background: #b26a00; }
-.missing { background: #8c959f; }
+.badge.passed { background: var(--ok); } .badge.failed { background: var(--bad); }
+.badge.error { background: var(--err); } .badge.mixed { background: #b26a00; }
+.badge.missing { background: #8c959f; }
 .better { color: var(--ok); font-weight: 600; } .worse { color: var(--bad); font-weight: 600; }
 .failure { border: 1px solid var(--line); border-left: 4px solid var(--bad);
            border-radius: 6px; padding: 10px 14px; margin: 0 0 14px; }
@@ -379,7 +383,8 @@ def _plots(results: list[ScenarioResult], baseline: list[ScenarioResult] | None,
         + distributions_svg(rows, names=names)
         + "<h3>Per-milestone breakdown: the median time of each step</h3>"
         '<p class="sub">Each step counts from the milestone before it (the STT from the VAD '
-        "stop); a step done before the turn ended (a reply prepared early) takes no time.</p>"
+        "stop); a step done before the turn ended (a reply prepared early) takes no time. "
+        "Over the spoken turns when there are some.</p>"
         + breakdown_svg(bars, LABELS)
         + "<h3>End of speech → first reply audio</h3>"
         + histogram_svg(
