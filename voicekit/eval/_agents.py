@@ -139,6 +139,10 @@ def _turns_choice(text: str | None) -> tuple[str, float] | None:
 
     >>> _turns_choice("timeout:1.2"), _turns_choice("smart"), _turns_choice(None)
     (('timeout', 1.2), ('smart', 0.0), None)
+    >>> _turns_choice("timeout:0")
+    Traceback (most recent call last):
+    ...
+    voicekit._errors.ConfigError: --turns 'timeout:0': give smart, timeout or timeout:SECONDS (0-60)
     """
     if text is None:
         return None
