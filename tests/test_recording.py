@@ -528,6 +528,49 @@ async def test_on_telnyx_too_clicks_and_a_clear_match_the_fake_carrier(tmp_path,
     assert l1 - l0 == pytest.approx(0.5, abs=0.005) and abs(l0 - q1) < 0.020
 
 
+async def test_a_goodbye_and_hang_up_are_in_the_transcript(tmp_path):
+    """The agent says goodbye (1 s, then its mark) and hangs up (Twilio REST, a fake): the
+    transcript has the goodbye heard, acknowledged, then the hang-up, then the end."""
+    from servers import fake_rest
+    from servers.fake_rest import FakeRest
+    from servers.fake_twilio import TwilioCall
+
+    call_sid = "CAfake0000000000000000000000000077"
+
+    async def on_call(call: Any) -> None:
+        async def goodbye() -> AsyncIterator[Any]:
+            for i in range(50):
+                yield AudioChunk(np.full(FRAME, 3000, np.int16), RATE, i * 0.02)
+            yield Mark("bye", "Goodbye!")
+            yield vk.HangUp()
+
+        await call.outbound(goodbye())
+
+    fake = FakeRest().live(call_sid)
+    calls = tmp_path / "calls"
+    async with serving(fake.app()) as rest_host:
+        api = vk.serve.CarrierApi("twilio", account=fake_rest.ACCOUNT, secret=fake_rest.TOKEN,
+                                  base_url=f"http://{rest_host}")
+        application = vk.serve.app(on_call, dev=True, api=api, record_dir=calls)
+        try:
+            async with serving(application) as host:
+                peer = TwilioCall(f"ws://{host}/twilio/media", call_sid=call_sid)
+                await peer.call(until=lambda r: fake.acted.is_set(), linger=0.1, max_seconds=15)
+        finally:
+            fake.release()
+    recording = vk.read_recording(calls / call_sid)
+    kinds = [e["type"] for e in recording.events]
+    assert kinds.index("played") < kinds.index("hang_up") < kinds.index("call_ended")
+    assert kinds[-1] == "call_ended"
+    (sentence,) = [e for e in recording.events if e["type"] == "agent"]
+    assert sentence["text"] == "Goodbye!" and "played" in sentence
+    assert sentence["end"] - sentence["start"] == pytest.approx(1.0, abs=0.001)
+    _, right, _ = recording.samples()
+    ((start, end),) = runs(right, 1000)  # the transcript's times are rounded to 0.1 ms
+    assert (start, end) == (pytest.approx(sentence["start"], abs=1e-4),
+                            pytest.approx(sentence["end"], abs=1e-4))
+
+
 def agent_for(session: vk.Session, transcripts: list[str], reply: list[str]) -> Any:
     async def llm(messages: Any) -> AsyncIterator[str]:
         for part in reply:
