@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import socket
 import sys
 import wave
@@ -424,14 +425,25 @@ async def test_voicekit_serve_logs_json_lines_with_one_per_turn_and_serves_metri
         async for line in stream:
             into.append(line.decode(errors="replace"))
 
+    def parsed_lines() -> tuple[list[dict[str, Any]], list[str]]:
+        records, other = [], []
+        for line in lines:
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                other.append(line)
+        return records, other
+
     async def logged(text: str, timeout: float = 60) -> dict[str, Any]:  # noqa: ASYNC109
-        async with asyncio.timeout(timeout):
-            while True:
-                for line in lines:
-                    record = json.loads(line)
-                    if text in record["message"]:
-                        return dict(record)
-                await asyncio.sleep(0.05)
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    found = [r for r in parsed_lines()[0] if text in r["message"]]
+                    if found:
+                        return dict(found[0])
+                    await asyncio.sleep(0.05)
+        except TimeoutError:
+            raise AssertionError(f"no {text!r} in {''.join(lines)}") from None
 
     readers = [asyncio.create_task(read(process.stderr, lines)),
                asyncio.create_task(read(process.stdout, printed))]
@@ -454,7 +466,7 @@ async def test_voicekit_serve_logs_json_lines_with_one_per_turn_and_serves_metri
         process.kill()
         await process.wait()
         await asyncio.gather(*readers)
-    assert report.spoke
+    assert report.spoke, "".join(lines)
     call_id = report.result.identity.call_sid
     assert turn["call_id"] == ended["call_id"] == call_id
     assert turn["level"] == "INFO" and turn["logger"] == "voicekit.serve"
@@ -464,10 +476,27 @@ async def test_voicekit_serve_logs_json_lines_with_one_per_turn_and_serves_metri
                            "output_tokens", "interrupted", "errors"}
     assert value(samples, "voicekit_calls_total", carrier="twilio", outcome="hangup") == 1
     assert value(samples, "voicekit_turns_total") == 1
+    assert value(samples, "voicekit_event_loop_lag_seconds_count") >= 1  # the app's lifespan ran
     assert value(samples, "voicekit_voice_to_voice_seconds_sum") == pytest.approx(
         fields["voice_to_voice"], abs=1e-6)
-    records = [json.loads(line) for line in lines]  # every line of the log is a JSON record
+    records, other = parsed_lines()
+    assert other == []  # every line of the log is a JSON record
     assert {"uvicorn.error", "voicekit.serve"} <= {r["logger"] for r in records}
     everything = "".join(lines + printed)
     assert "15550001111" not in everything and "15550002222" not in everything
     assert printed == []  # nothing but JSON, and on stderr
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--workers", "2"], b"--metrics counts per process"),
+    (["--carrier", "none", "--host", "0.0.0.0"], b"needs VOICEKIT_METRICS_TOKEN"),
+])
+async def test_voicekit_serve_refuses_metrics_it_cannot_serve_safely(options, says):
+    env = {k: v for k, v in os.environ.items() if k != "VOICEKIT_METRICS_TOKEN"}
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "voicekit.cli", "serve", "--metrics", *options, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 60)
+    assert process.returncode == 2
+    assert says in err
