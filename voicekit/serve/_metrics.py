@@ -1,8 +1,12 @@
 """Prometheus metrics of :func:`voicekit.serve.app`: what its calls did, at ``GET /metrics``.
 
-Opt-in (``app(..., metrics=True)``, ``voicekit serve --metrics``): with it off no code of this
-module runs on a call. Each app has its own registry (never prometheus_client's global one), so
-several apps in one process do not clash. The families, all prefixed ``voicekit_``:
+Opt-in (``app(..., metrics=True)``, ``voicekit serve --metrics``): with it and ``on_turn`` off
+no code of this module runs on a call. Each app has its own registry (never prometheus_client's
+global one), so several apps in one process do not clash; the counts are per process. The route
+authenticates like every network entry point: with a token (``metrics_token=``, default
+:data:`TOKEN_VARIABLE`) a scraper must send ``Authorization: Bearer <token>``; without one only
+loopback clients are answered, and an app meant for a non-loopback host is refused. The
+families, all prefixed ``voicekit_``:
 
 * ``active_calls`` — calls running now (started: past the carrier's start and its token check);
 * ``calls_total{carrier, outcome}`` — calls ended, by how: the reason of their
