@@ -104,7 +104,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"one call: {args.seconds:.0f} s of caller audio ({len(ins)} items in), {args.turns} "
           f"turns ({len(outs)} items out); {args.repeats} repeats, interleaved")
     for name, values in cpu.items():
-        print(f"  metrics {name:<3}  CPU per call  median {statistics.median(values) * 1000:7.2f} ms"
+        median = statistics.median(values) * 1000
+        print(f"  metrics {name:<3}  CPU per call  median {median:7.2f} ms"
               f"   p90 {p90(values) * 1000:7.2f} ms")
     extra = statistics.median(cpu["on"]) - statistics.median(cpu["off"])
     print(f"  extra with metrics on: {extra * 1000:.2f} ms per call = "
