@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from test_web_page import REPLY, Calls, capture, screenshot
 from web_browser import ServerThread, chromium, wait_for
@@ -92,7 +93,7 @@ def test_the_page_talks_over_webrtc_and_plays_the_reply(server, tmp_path):
             == "webrtc"
         driver.find_element("id", "talk").click()
         wait_for(driver, f"return window.voicekit.spoken.length == {len(REPLY)}", 30)
-        types = driver.execute_script("return window.voicekit.call.candidates()")
+        link = driver.execute_script("return window.voicekit.call.connection()")
         # the last mark came when the last audio went out: wait for it to be heard
         sent = live_sent(srv)
         wait_for(driver, f"return window.voicekit.call.report.heard >= {0.9 * sent}", 10)
@@ -106,7 +107,8 @@ def test_the_page_talks_over_webrtc_and_plays_the_reply(server, tmp_path):
         assert calls.ended.wait(10)
     assert shot.stat().st_size > 5000
     assert state["transport"] == "webrtc"
-    assert types == ["host", "host"]  # no STUN server: host candidates only
+    assert link["candidates"] == ["host", "host"]  # no STUN server: host candidates only
+    assert link["codecs"] == {"inbound-rtp": "audio/opus", "outbound-rtp": "audio/opus"}
     # the page was told of every sentence once its audio had gone out, in order, and the
     # server counted each as played (the agent's Played) in the same order
     marks = [m.name for m in calls.outbound if isinstance(m, vk.Mark)]
@@ -320,3 +322,42 @@ def test_a_call_the_server_ends_closes_the_peer_connection(tmp_path):
             assert states == ["closed"]
     finally:
         srv.stop()
+
+
+# -- the outbound track and the inbound conversion, on their own
+
+
+async def test_the_track_reports_a_mark_once_the_audio_before_it_is_sent():
+    from voicekit.serve._webrtc_peer import FRAME, Speaker, _Mark, _mono
+
+    reached: list[tuple[str, int]] = []
+    speaker = Speaker(lambda mark: reached.append((mark.name, speaker.sent)))
+    speaker.play(np.arange(1, 501, dtype=np.int16))  # 500 samples, then a mark, then 100
+    speaker.mark(_Mark("1-1", '{"type": "mark", "name": "1-1"}'))
+    speaker.play(np.full(100, 7, np.int16))
+    first = await speaker.recv()
+    assert reached == [] and first.samples == FRAME and first.sample_rate == RATE
+    assert _mono(first).tolist() == list(range(1, FRAME + 1))
+    second = await speaker.recv()
+    assert reached == [("1-1", 500)]  # sent with the frame that holds the audio before it
+    assert _mono(second)[:180].tolist() == list(range(FRAME + 1, 501))
+    assert _mono(second)[180:280].tolist() == [7] * 100 and not _mono(second)[280:].any()
+    # a clear drops the queued audio and its marks at once
+    speaker.play(np.ones(1000, np.int16))
+    speaker.mark(_Mark("1-2", "{}"))
+    assert speaker.clear() == 1000 and speaker.flushed == [1000]
+    silence = await speaker.recv()
+    assert not _mono(silence).any() and reached == [("1-1", 500)] and speaker.sent == 600
+    assert second.pts - first.pts == FRAME  # one clock: 20 ms a frame
+    speaker.stop()
+
+
+def test_a_decoded_stereo_frame_becomes_mono():
+    import av
+
+    from voicekit.serve._webrtc_peer import _mono
+
+    left, right = np.full(960, 1000, np.int16), np.full(960, 3000, np.int16)
+    packed = np.stack([left, right], axis=1).reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(packed, format="s16", layout="stereo")
+    assert _mono(frame).tolist() == [2000] * 960

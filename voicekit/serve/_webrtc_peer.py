@@ -119,11 +119,11 @@ class Speaker(MediaStreamTrack):
             out[filled : filled + n] = head[self._offset : self._offset + n]
             filled += n
             self._offset += n
+            self.sent += n
             if self._offset == head.shape[0]:
                 self._queue.popleft()
                 self._offset = 0
         self._marks()  # the audio before them is in this frame
-        self.sent += filled
         return out
 
     async def recv(self) -> AudioFrame:

@@ -41,10 +41,10 @@ async function meter(ctx, url, stream, onFrame) {
  * levels); `token`: the /ws token; `on(event)` gets the display messages and the page's own
  * ({type: "spoken", name, text} when a sentence's mark arrives, i.e. its audio has been sent,
  * {type: "cleared", samples}, {type: "level", level}); `onEnded(reason)` once the call is over.
- * Returns {hangUp, report, candidates, ended}: `report` holds the marks played, the samples
+ * Returns {hangUp, report, connection, ended}: `report` holds the marks played, the samples
  * the server flushed at each clear, the agent's audio heard (16 kHz samples in 20 ms frames
- * above silence) in all and at each clear; `candidates()` gives the ICE candidate types in
- * use. */
+ * above silence) in all and at each clear; `connection()` gives the ICE candidate types and
+ * the codecs in use. */
 export async function startRtcCall(urls, { token = "", on = () => {}, onEnded = () => {},
   stream = null, endpoint = new URL("../webrtc", import.meta.url).href } = {}) {
   const auth = token ? { authorization: `Bearer ${token}` } : {};
@@ -132,16 +132,20 @@ export async function startRtcCall(urls, { token = "", on = () => {}, onEnded = 
   });
   await meter(ctx, urls.capture, media, (samples, level) => on({ type: "level", level }));
   await ctx.resume();
-  async function candidates() {
-    // the candidate types ("host", "srflx", "relay") of the pair in use
+  async function connection() {
+    // the ICE candidate types of the pair in use ("host", "srflx", "relay") and the codecs of
+    // the audio sent and received
     const stats = await pc.getStats();
+    const out = { candidates: [], codecs: {} };
     for (const s of stats.values()) {
       if (s.type === "candidate-pair" && s.nominated && s.state === "succeeded") {
-        return [stats.get(s.localCandidateId).candidateType,
+        out.candidates = [stats.get(s.localCandidateId).candidateType,
           stats.get(s.remoteCandidateId).candidateType];
+      } else if ((s.type === "inbound-rtp" || s.type === "outbound-rtp") && s.codecId) {
+        out.codecs[s.type] = stats.get(s.codecId).mimeType;
       }
     }
-    return [];
+    return out;
   }
-  return { hangUp, report, candidates, ended: () => !open };
+  return { hangUp, report, connection, ended: () => !open };
 }
