@@ -394,8 +394,9 @@ def _plots(results: list[ScenarioResult], baseline: list[ScenarioResult] | None,
     )
 
 
-def _table(ordered: list[ScenarioResult], before: dict[tuple[str, str], list[ScenarioResult]]
-           | None, names: tuple[str, str]) -> str:
+def _table(ordered: list[ScenarioResult], before: dict[tuple[str, str], str] | None,
+           names: tuple[str, str]) -> str:
+    """The table of every conversation; ``before``: the baseline's status per scenario."""
     head = ['<section id="results"><h2>Conversations</h2><table class="results"><thead><tr>'
             '<th class="num">#</th><th>status</th>']
     if before is not None:
@@ -415,8 +416,7 @@ def _table(ordered: list[ScenarioResult], before: dict[tuple[str, str], list[Sce
             name = f'<a href="#r{k}">{name}</a>'
         cells = [f'<td class="num">{k}</td><td>{_badge(state)}</td>']
         if before is not None:
-            was = before.get(_key(r))
-            cells.append(f"<td>{_badge(status(was) if was else 'missing')}</td>")
+            cells.append(f"<td>{_badge(before.get(_key(r), 'missing'))}</td>")
         retried = f" ({r.attempts} attempts)" if r.attempts > 1 else ""
         cells.append(
             f"<td>{name}</td><td>{escape(r.source)}</td><td class=\"num\">{len(r.turns)}</td>"
@@ -524,7 +524,8 @@ def html_report(
     if base is not None:
         body.append(_comparison(compare(ordered, base), names))
     body.append(_plots(ordered, base, names))
-    body.append(_table(ordered, None if base is None else _grouped(base), names))
+    before = None if base is None else {k: status(v) for k, v in _grouped(base).items()}
+    body.append(_table(ordered, before, names))
     if passing:
         body.append('<section id="passed"><h2>Transcripts of the conversations that passed'
                     "</h2>" + "".join(
