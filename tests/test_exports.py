@@ -10,7 +10,8 @@ import pytest
 import voicekit
 
 PACKAGES = [
-    "voicekit", "voicekit.audio", "voicekit.llm", "voicekit.phone", "voicekit.stt", "voicekit.tts",
+    "voicekit", "voicekit.audio", "voicekit.eval", "voicekit.llm", "voicekit.phone", "voicekit.stt",
+    "voicekit.tts",
 ]
 MODULES = [
     "voicekit.ops",
