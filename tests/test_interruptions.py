@@ -36,6 +36,9 @@ from voicekit import (
     TurnStarted,
     agent,
 )
+from voicekit.events import NoWords
+from voicekit.stt._utterances import recognize_utterances
+from voicekit.turns import turns
 
 REPLY = "One two three four. Five six seven eight. Nine ten eleven twelve."
 S1, S2, S3 = "One two three four.", "Five six seven eight.", "Nine ten eleven twelve."
@@ -336,6 +339,127 @@ async def test_a_backchannel_over_the_end_of_a_reply_all_sent_is_no_interruption
     ]
 
 
+class SlowSTT:
+    """A recogniser far slower than ``resume_after``: utterance ``n`` is answered with
+    ``texts[n]`` only when the test calls ``answer(n)``, at a stream time the test chose (it
+    feeds the caller's audio meanwhile). Never answered: a hung recogniser."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = texts
+        self.gates = [asyncio.Event() for _ in texts]
+        self.asked = 0
+
+    async def _recognize(self, samples: np.ndarray, rate: int) -> str:
+        n, self.asked = self.asked, self.asked + 1
+        await self.gates[n].wait()
+        return self.texts[n]
+
+    def answer(self, n: int) -> None:
+        self.gates[n].set()
+
+    def stage(self) -> vk.Stage[Any, Any]:
+        @vk.stage
+        async def slow_stt(source: Any, /) -> AsyncIterator[Any]:
+            async for item in recognize_utterances(
+                source, self._recognize, pre_roll=0.0, pass_audio=True
+            ):
+                yield item
+
+        return slow_stt()
+
+
+def caller_audio(user: User, start: float, end: float) -> None:
+    """The caller's line from ``start`` to ``end`` (stream time), in 20 ms chunks."""
+    for k in range(round((end - start) / 0.02)):
+        user.send(AudioChunk(np.zeros(320, np.int16), 16000, start + k * 0.02))
+
+
+async def live(speech_over_reply: str, *replies: str) -> tuple[User, Gated, SlowSTT, Any]:
+    """The whole inbound side — markers and audio | a slow recogniser | turns() | agent — after
+    the caller's first utterance ("count for me", recognised: so the stream has shown a
+    recogniser that answers) got a reply whose first sentence is out; then the caller makes a
+    sound over it from 2.0 to 2.3 s, which the recogniser will answer with
+    ``speech_over_reply``. The reply is paused (its second sentence made and held)."""
+    tts = Gated()
+    stt = SlowSTT("count for me", speech_over_reply)
+    llm = llm_for(*(replies or (REPLY,)))
+    bot = stt.stage() | turns() | agent(llm=llm, tts=tts.stage(), preemptive=False)
+    user = User(bot)
+    user.send(SpeechStarted(0.0))
+    caller_audio(user, 0.0, 0.5)
+    user.send(SpeechStopped(0.5))
+    await user.until(lambda x: x == SpeechStopped(0.5))
+    stt.answer(0)
+    await user.until(lambda x: isinstance(x, Transcript))
+    caller_audio(user, 0.5, 1.5)  # the turn ends 0.6 s after the stop
+    await user.until(lambda x: isinstance(x, ReplyStarted))
+    tts.open(0)
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S1)
+    user.send(SpeechStarted(2.0))
+    caller_audio(user, 1.5, 2.3)
+    await held(user, tts, 1, SpeechStopped(2.3))
+    # 1.5 s of stream time after the stop (resume_after is 1.0): no answer yet, still paused
+    caller_audio(user, 2.3, 3.8)
+    await user.passed(Transcript("", False, 3.8))  # a probe: the stream is at 3.8 s now
+    assert sentence_audio(user.out, 1) == 0
+    assert not any(isinstance(x, Interrupted | NoWords) for x in user.out)
+    return user, tts, stt, llm
+
+
+async def test_a_slow_recogniser_finding_no_words_resumes_the_reply_when_it_answers() -> None:
+    user, tts, stt, llm = await live("")  # a cough
+    stt.answer(1)  # at 3.8 s: no words
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S2)  # resumed, no more audio
+    assert NoWords(2.0) in user.out
+    tts.open(2)
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S3)
+    out = await user.end()
+    assert not any(isinstance(x, Interrupted) for x in out)
+    assert [sentence_audio(out, k) for k in range(3)] == [CHUNKS] * 3
+    assert len(llm.calls) == 1
+    assert messages(out) == [
+        {"role": "user", "content": "count for me"},
+        {"role": "assistant", "content": REPLY},
+    ]
+    # the cough's turn was opened by the turn detector and ended with no words, unanswered
+    assert TurnStarted(2.0) in out
+    assert [x.text for x in out if isinstance(x, TurnEnded)] == ["count for me", ""]
+
+
+async def test_a_stop_recognised_after_1_5_s_still_cuts_the_reply() -> None:
+    user, tts, stt, llm = await live("Stop.", REPLY, "Okay.")
+    stt.answer(1)
+    cut = await user.until(lambda x: isinstance(x, Interrupted))
+    assert cut == Interrupted(S1, 2.0)  # only sentence 1 was played
+    tts.open("Okay.")
+    caller_audio(user, 3.8, 4.6)  # the turn of "Stop." ends
+    await user.until(lambda x: isinstance(x, Mark) and x.text == "Okay.")
+    out = await user.end()
+    assert sentence_audio(out, 1) == 0  # not one chunk of sentence 2
+    recorded = messages(out)
+    assert recorded[1] == {"role": "assistant", "content": S1, "interrupted": True}
+    assert [m["content"] for m in recorded[2:]] == ["Stop.", "Okay."]
+    assert len(llm.calls) == 2
+
+
+async def test_a_hung_recogniser_resumes_the_reply_at_max_pause() -> None:
+    user, tts, stt, _ = await live("")  # never answered while it matters
+    caller_audio(user, 3.8, 5.28)  # the stream reaches 5.28 s: 2.98 s after the stop
+    await user.passed(Transcript("", False, 5.28))
+    assert sentence_audio(user.out, 1) == 0
+    caller_audio(user, 5.28, 5.32)  # 3.0 s (max_pause) after the stop
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S2)
+    tts.open(2)
+    await user.until(lambda x: isinstance(x, Mark) and x.text == S3)
+    stt.answer(1)  # the recogniser wakes up at last (so the stream can end)
+    out = await user.end()
+    assert not any(isinstance(x, Interrupted) for x in out)
+    assert messages(out)[-1] == {"role": "assistant", "content": REPLY}
+    # it resumed on the outbound clock no earlier than the inbound time it resumed at
+    first_resumed = next(x for x in out if isinstance(x, AudioChunk) and x.samples[0] == 2)
+    assert first_resumed.t >= 5.3 - 1e-9
+
+
 def test_strategy_values() -> None:
     default = Interruption()
     assert not default.cuts_at_once and Interruption.immediate().cuts_at_once
@@ -351,5 +475,7 @@ def test_strategy_values() -> None:
         Interruption(min_speech=0)
     with pytest.raises(ConfigError, match="resume_after"):
         Interruption(resume_after=float("nan"))
+    with pytest.raises(ConfigError, match="max_pause"):
+        Interruption(max_pause=0)
     with pytest.raises(ConfigError, match="interruption"):
         agent(llm=llm_for("x"), tts=vk.tts.tones(), interruption="never")  # type: ignore[arg-type]

@@ -119,7 +119,8 @@ async def test_two_utterances_two_transcripts_in_order(model: Any, question: np.
 async def test_silence_between_markers_yields_no_transcript(model: Any) -> None:
     silence = await from_array(np.zeros(32000, np.int16), 16000).list()
     items = await ([SpeechStarted(0.2), *silence, SpeechStopped(1.8)] | stt.whisper()).list()
-    assert kinds(items) == ["SpeechStarted", "SpeechStopped"]
+    assert kinds(items) == ["SpeechStarted", "SpeechStopped", "NoWords"]  # answered: no words
+    assert items[-1].t == 0.2
 
 
 async def test_whisper_runs_on_the_pool_with_the_transcript_priority(
@@ -226,7 +227,10 @@ async def test_markers_are_not_held_up_by_a_slow_recogniser() -> None:
         await asyncio.sleep(0.3)
 
     items = await (live() | stt.fake(transcripts=["first"], latency=0.2)).list()
-    assert kinds(items) == ["SpeechStarted", "SpeechStopped", "SpeechStarted", "Transcript"]
+    # the second utterance, cut at the end of the stream, held no words
+    assert kinds(items) == [
+        "SpeechStarted", "SpeechStopped", "SpeechStarted", "Transcript", "NoWords"
+    ]
 
 
 async def test_fake_rejects_a_single_string() -> None:

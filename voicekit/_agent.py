@@ -37,12 +37,15 @@ reply's output waits; a carrier plays on what it has already buffered). Then
   one word that is not a backchannel ("stop", "wait", "no"), or the speech has lasted ``min_speech``
   seconds of stream time when that is set;
 * **resume**, from exactly where it was, when the speech is over with no such words: the
-  recogniser's final transcript came with only backchannels or nothing (``""``, ``[coughs]``),
-  ``resume_after`` seconds of stream time passed after the ``SpeechStopped`` with no answer, the
-  turn ended (``TurnEnded`` with no such words), or the inbound stream ended. The audio resumes on
-  the outbound clock at the later of where it stopped and the inbound time. That user turn is not
-  answered and not recorded in the Session (its items are passed on as always): the caller was
-  listening, and an "uh-huh" in the history would only sit between the question and the answer.
+  recogniser's answer to that speech came with only backchannels or nothing (a final transcript
+  ``""`` or ``[coughs]``, a ``NoWords``), the turn ended (``TurnEnded`` with no such words), the
+  inbound stream ended, or no answer came in time: ``max_pause`` seconds of stream time after the
+  ``SpeechStopped`` once the stream has shown a recogniser that answers every utterance (a
+  ``NoWords`` or a final transcript seen; voicekit's STT stages do), ``resume_after`` before.
+  The audio resumes on the outbound clock at the later of where it stopped and the inbound time.
+  That user turn is not answered and not recorded in the Session (its items are passed on as
+  always): the caller was listening, and an "uh-huh" in the history would only sit between the
+  question and the answer.
   Since nothing was yielded during the pause, what was heard is exactly what was heard when the user
   began (with an acknowledging carrier, its marks decide as always).
 
@@ -222,6 +225,7 @@ from .events import (
     HangUp,
     Interrupted,
     Mark,
+    NoWords,
     Played,
     ReplyFailed,
     ReplyStarted,
@@ -1000,8 +1004,9 @@ class _Pause:
     whether that was an interruption (``"cut"``) or not (``"resume"``).
 
     ``t`` is when the speech began; ``since`` when the current stretch of speech began and
-    ``stopped`` when it stopped (stream time); ``answered`` whether the recogniser's final
-    transcript of that speech came (with no words that count).
+    ``stopped`` when it stopped (stream time); ``answered`` whether the recogniser's answer to
+    that speech came (a final transcript with no words that count, or a ``NoWords``: its ``t``,
+    the utterance's onset, not before ``since``).
     """
 
     __slots__ = ("answered", "since", "speaking", "stopped", "t")
@@ -1013,9 +1018,10 @@ class _Pause:
         self.stopped: float | None = None
         self.answered = False
 
-    def judge(self, item: Any, strategy: Interruption, now: float) -> str | None:
+    def judge(self, item: Any, strategy: Interruption, now: float, answers: bool) -> str | None:
         """What ``item`` (an inbound item; ``now`` is the stream time) says: "cut", "resume"
-        or None (not known yet)."""
+        or None (not known yet). ``answers``: the recogniser is known to answer every
+        utterance, so the pause waits for its answer (up to ``max_pause``)."""
         if isinstance(item, SpeechStarted):
             if not self.speaking:
                 self.speaking, self.since, self.stopped, self.answered = True, item.t, None, False
@@ -1027,14 +1033,17 @@ class _Pause:
             if isinstance(item, TurnEnded):
                 return "resume"  # the turn is over, and it was no interruption
             if isinstance(item, Transcript) and item.final and not self.speaking:
-                self.answered = True
+                self.answered = item.t >= self.since - 1e-6 or self.answered
+        elif isinstance(item, NoWords) and not self.speaking:
+            self.answered = item.t >= self.since - 1e-6 or self.answered
         if self.speaking:
             if strategy.min_speech is not None and now - self.since >= strategy.min_speech:
                 return "cut"
             return None
         if self.answered:
             return "resume"
-        if self.stopped is not None and now - self.stopped >= strategy.resume_after:
+        wait = strategy.max_pause if answers else strategy.resume_after
+        if self.stopped is not None and now - self.stopped >= wait:
             return "resume"
         return None
 
@@ -1054,6 +1063,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
     replies = 0  # replies that have yielded a mark so far (for mark names)
     strategy = cfg.interruption
     pause: _Pause | None = None  # the reply in flight is paused: the user speaks over it
+    answers = False  # the recogniser has shown it answers every utterance (NoWords or a final)
     skip_turn = False  # the turn in progress was a backchannel over a reply: no answer to it
     # call control and idle callers (voicekit.phone): once a hang-up or transfer is yielded the
     # call is over for the agent (``closing``: no more replies, nothing cut); the idle timer
@@ -1159,6 +1169,8 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     await spec.close()  # silently: nothing of it was heard or recorded
                     spec = None
                 # the barge-in strategy: pause on speech over a reply, then cut or resume
+                if isinstance(item, NoWords) or (isinstance(item, Transcript) and item.final):
+                    answers = True
                 verdict = None
                 if running is None or closing:  # nothing to cut once the call is ending
                     pause = None
@@ -1169,7 +1181,7 @@ async def _run(source: AsyncIterable[Any], /, *, cfg: _Config) -> AsyncIterator[
                     if pause is None and isinstance(item, SpeechStarted | TurnStarted):
                         pause = _Pause(item.t)
                     if pause is not None:
-                        verdict = pause.judge(item, strategy, clock.inbound)
+                        verdict = pause.judge(item, strategy, clock.inbound, answers)
                     elif isinstance(item, TurnEnded):  # a turn with no start seen: its words
                         verdict = "cut" if strategy.confirms(item.text) else "resume"
                 if verdict == "resume":

@@ -8,8 +8,17 @@ more), and decides with an :class:`Interruption` value:
   ``min_words`` words that are not backchannels (a transcript, a pending or an ended turn), or
   has been speaking for ``min_speech`` seconds of stream time;
 * the reply **resumes** where it was when the speech is over with no such words: the
-  recogniser's answer came with only backchannels or nothing ("[cough]", ""), or
-  ``resume_after`` seconds of stream time passed after the speech stopped without one.
+  recogniser's answer came with only backchannels or nothing ("[cough]", a
+  :class:`~voicekit.events.NoWords`), or, with no answer, the wait ran out.
+
+How long the agent waits for that answer depends on what the stream has shown of its
+recogniser. voicekit's STT stages answer every utterance (a final transcript, or ``NoWords``
+when there were no words); once the stream has carried such an answer, a paused reply waits for
+the answer to the speech that paused it, however slow the recogniser is — a "stop" that takes
+1.5 s to recognise still cuts — but at most ``max_pause`` seconds of stream time after the
+speech stopped (a hung recogniser must not leave the caller in silence). Before that (no
+recogniser seen yet, or one that says nothing about a noise), ``resume_after`` seconds after
+the speech stopped.
 
 >>> strategy = Interruption()
 >>> strategy.confirms("uh-huh"), strategy.confirms("Mm hmm, okay."), strategy.confirms("[coughs]")
@@ -53,12 +62,14 @@ class Interruption:
     :meth:`immediate`). ``min_speech``: seconds of continuous speech that cut the reply
     even before any words are recognised (None: words only). ``resume_after``: seconds after
     the speech stopped with no words recognised at which the reply resumes anyway (for a
-    recogniser that says nothing at all about a noise).
+    recogniser that says nothing at all about a noise). ``max_pause``: the longest the reply
+    waits after the speech stopped for a recogniser known to answer every utterance.
     """
 
     min_words: int = 1
     min_speech: float | None = None
     resume_after: float = 1.0
+    max_pause: float = 3.0
     backchannels: frozenset[str] = BACKCHANNELS
 
     def __post_init__(self) -> None:
@@ -66,7 +77,7 @@ class Interruption:
             raise ConfigError(f"Interruption: min_words must be an int ≥ 0, got {self.min_words!r}")
         if self.min_words < 0:
             raise ConfigError(f"Interruption: min_words must be ≥ 0, got {self.min_words}")
-        for name in ("min_speech", "resume_after"):
+        for name in ("min_speech", "resume_after", "max_pause"):
             value = getattr(self, name)
             if value is None and name == "min_speech":
                 continue

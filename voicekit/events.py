@@ -36,6 +36,7 @@ __all__ = [
     "HangUp",
     "Interrupted",
     "Mark",
+    "NoWords",
     "Played",
     "ReplyFailed",
     "ReplyStarted",
@@ -164,6 +165,16 @@ class Transcript:
 
     text: str
     final: bool = True
+    t: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class NoWords:
+    """The recogniser found no words in the utterance whose speech began at ``t`` (a cough, a
+    click, a laugh): its recognition is done and no :class:`Transcript` of it will come.
+    voicekit's STT stages yield one where they would otherwise stay silent, so that an agent can
+    tell "no words" from "no answer yet" (see :class:`~voicekit.Interruption`)."""
+
     t: float = 0.0
 
 
@@ -405,6 +416,7 @@ Event = (
     | SpeechStarted
     | SpeechStopped
     | Transcript
+    | NoWords
     | TurnStarted
     | TurnEnded
     | Token

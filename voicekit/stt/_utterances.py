@@ -3,7 +3,8 @@
 Shared by :func:`~voicekit.stt.whisper`, :func:`~voicekit.stt.openai_stt` and
 :func:`~voicekit.stt.fake`: each buffers the audio between a :class:`SpeechStarted` and its
 :class:`SpeechStopped` (at most ``max_utterance`` seconds of it) and turns it into a
-:class:`Transcript`; they differ only in the function that does the recognising.
+:class:`Transcript` (or a :class:`NoWords` when it holds none); they differ only in the
+function that does the recognising.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import soxr
 from .._compute import settle
 from .._errors import ConfigError
 from ..audio import to_float32, to_int16
-from ..events import AudioChunk, SpeechStarted, SpeechStopped, Transcript
+from ..events import AudioChunk, NoWords, SpeechStarted, SpeechStopped, Transcript
 from ..vad import SpeechPaused
 
 RATE = 16000
@@ -226,8 +227,9 @@ async def recognize_utterances(
     Recognition runs beside the stream: while an utterance is being recognised, the stage keeps
     reading its source and passing markers on (a new :class:`SpeechStarted` is not held up by a
     transcription in flight). Transcripts come out in utterance order, each as soon as it is
-    ready; empty ones are dropped. At most a couple of utterances wait for recognition before
-    the stage stops reading ahead.
+    ready; an utterance in which the recogniser found no words yields a :class:`NoWords` with
+    its onset instead, so that every utterance gets an answer. At most a couple of utterances
+    wait for recognition before the stage stops reading ahead.
 
     :class:`~voicekit.vad.SpeechPaused` hints are consumed. With ``speculate``, each hint starts
     recognising the utterance as it stands; the :class:`SpeechStopped` with the hint's ``t``
@@ -271,8 +273,7 @@ async def recognize_utterances(
                     while jobs and jobs[0][1].done():
                         t, job = jobs.popleft()
                         text = job.result().strip()
-                        if text:
-                            yield Transcript(text, final=True, t=t)
+                        yield Transcript(text, final=True, t=t) if text else NoWords(t)
                     if pull is None or not pull.done():
                         continue
                     done, pull = pull, None
