@@ -442,7 +442,7 @@ async def test_a_signed_telnyx_call_is_answered_by_the_agent(monkeypatch, caplog
     rec = Recorder(["what time is it"], echo_reply)
     application = vk.serve.app(rec.on_call, carrier="telnyx", on_end=rec.on_end)
     assert sorted(r.path for r in application.routes) == [
-        "/healthz", "/readyz", "/telnyx/media", "/telnyx/voice", "/ws",
+        "/healthz", "/readyz", "/telnyx/amd", "/telnyx/media", "/telnyx/voice", "/ws",
     ]
     async with serving(application) as host:
         url, params = await fake_telnyx.answer(f"http://{host}", FORM, account.sign)

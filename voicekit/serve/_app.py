@@ -24,7 +24,7 @@ from .._recording import recorder
 from .._secrets import remember
 from ..events import CallStarted
 from ..session import Session
-from ..transports import Call, run_call, twilio, websocket
+from ..transports import Call, run_call, telnyx, twilio, websocket
 from ..transports._control import CallControl
 from ..transports._rest import CarrierApi, api_from_env
 from ..transports._token import Spent, check_token, derive_key, make_token
@@ -142,8 +142,8 @@ def app(
     Call control: ``HangUp``, ``TransferCall`` and ``SendDtmf`` on a call's outbound stream
     go through the carrier's REST API, ``api`` (default: from the environment,
     ``TWILIO_ACCOUNT_SID``/``TWILIO_AUTH_TOKEN``, ``TELNYX_API_KEY``,
-    ``PLIVO_AUTH_ID``/``PLIVO_AUTH_TOKEN``). Twilio also gets ``POST /twilio/amd`` (the
-    asynchronous answering-machine result of :func:`voicekit.serve.dial`), Plivo
+    ``PLIVO_AUTH_ID``/``PLIVO_AUTH_TOKEN``). Twilio and Telnyx also get ``POST /{carrier}/amd``
+    (the asynchronous answering-machine result of :func:`voicekit.serve.dial`), Plivo
     ``/plivo/transfer`` (the ``<Dial>`` a transfer fetches).
 
     ``metrics=True`` adds ``GET /metrics`` (Prometheus; the families are listed in
@@ -324,11 +324,21 @@ def app(
         routes[2:2] = [
             Route("/twilio/voice", twilio_voice, methods=["POST"]),
             WebSocketRoute("/twilio/media", twilio_media),
-            amd_route(verify=None if dev else verify_twilio, control=rest_api),
+            amd_route(verify=None if dev else lambda r, _raw, form: verify_twilio(r, form),
+                      control=rest_api),
         ]
     else:
         if carrier == "plivo" and public_url:  # a transfer's <Dial>, at a URL Plivo can reach
             routes.append(plivo_transfer_route(key))
+        if carrier == "telnyx":  # dial(voicemail="hangup"): the answering-machine result
+
+            def verify_telnyx(request: Request, raw: bytes, _form: dict[str, str]) -> bool:
+                return telnyx.verify_webhook(
+                    auth_token, raw, request.headers.get("telnyx-signature-ed25519", ""),
+                    request.headers.get("telnyx-timestamp", ""))
+
+            routes.append(amd_route(verify=None if dev else verify_telnyx, control=rest_api,
+                                    carrier="telnyx"))
         routes += carrier_routes(
             carrier, secret=auth_token, key=key, dev=dev, token_ttl=token_ttl,
             ready=lambda: state.ready, public_base=lambda r: _public_base(r, public_url),

@@ -16,8 +16,11 @@ Answering machines (``voicemail``):
 * ``"hangup"`` — hang up on machines. Twilio: asynchronous detection
   (``AsyncAmd=true``): the call is connected at once (a person hears the agent without delay)
   and the result is posted to ``/twilio/amd`` (:func:`amd_route`), which hangs up through the
-  REST API when a machine (or a fax) answered. Plivo: ``machine_detection=hangup``, Plivo hangs
-  up itself. Telnyx: no machine detection through voicekit yet.
+  REST API when a machine (or a fax) answered. Telnyx (TeXML): the same asynchronous detection,
+  its result posted to ``/telnyx/amd``, which hangs up through Call Control. Plivo:
+  ``machine_detection=hangup``, Plivo hangs up itself.
+
+Telnyx and Plivo do not tell the answer route who answered, so ``"message"`` is Twilio's only.
 
 >>> r = dial_request("twilio", "+15550001111", "+15550002222",
 ...                  public_url="https://vk.example", account="AC1", voicemail="hangup")
@@ -50,7 +53,7 @@ from .._secrets import redact
 from ..events import CallStarted
 from ..session import Session
 from ..transports import twilio
-from ..transports._control import twilio_hangup
+from ..transports._control import outcome, telnyx_action, twilio_hangup
 from ..transports._rest import CarrierApi, RestRequest, api_from_env, send, status_error
 from ..transports._token import make_token
 
@@ -73,9 +76,11 @@ _log = logging.getLogger("voicekit.serve")
 VOICEMAIL = ("message", "hangup")
 """The voicemail policies of :func:`dial`."""
 MACHINE_ANSWERS = frozenset(
-    {"machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other", "fax"}
+    {"machine", "machine_start", "machine_end_beep", "machine_end_silence", "machine_end_other",
+     "fax"}
 )
-"""Twilio's ``AnsweredBy`` values that are not a person."""
+"""The ``AnsweredBy`` values (Twilio's, and Telnyx TeXML's, which adds ``machine``) that are
+not a person."""
 _NUMBER = re.compile(r"\+?[0-9]{3,15}")
 
 
@@ -128,13 +133,13 @@ def dial_request(
             f"dial: machine_detection must be Enable or DetectMessageEnd, got {machine_detection!r}"
         )
     answer = f"{base}/{carrier}/voice"
-    if carrier == "telnyx" and (voicemail or machine_detection):
+    if carrier == "telnyx" and voicemail == "message":
         raise ConfigError(
-            "dial: answering-machine detection is wired for twilio and plivo only (telnyx's "
-            "answer route does not pass AnsweredBy on yet)"
+            "dial: telnyx does not tell the answer route who answered; voicemail='message' "
+            "works on twilio (telnyx: 'hangup' or None)"
         )
     if carrier in ("twilio", "telnyx"):
-        form = {"To": to, "From": from_, "Url": answer, "Method": "POST"}
+        form: dict[str, Any] = {"To": to, "From": from_, "Url": answer, "Method": "POST"}
         if voicemail == "message":
             form["MachineDetection"] = machine_detection or "DetectMessageEnd"
         elif voicemail == "hangup":
@@ -150,6 +155,8 @@ def dial_request(
             return RestRequest("POST", path, form=form, action="dial")
         if not app_id:
             raise ConfigError("dial: telnyx needs the TeXML application id (TELNYX_APP_ID)")
+        if "AsyncAmd" in form:
+            form["AsyncAmd"] = True  # a JSON boolean in Telnyx's API
         return RestRequest("POST", f"/v2/texml/calls/{quote(app_id, safe='')}", json=form,
                            action="dial")
     if carrier == "plivo":
@@ -227,38 +234,46 @@ async def dial(
 
 def amd_route(
     *,
-    verify: Callable[[Request, dict[str, str]], bool] | None,
+    verify: Callable[[Request, bytes, dict[str, str]], bool] | None,
     control: Callable[[], CarrierApi],
+    carrier: str = "twilio",
 ) -> Route:
-    """``POST /twilio/amd``: the asynchronous answering-machine result (``CallSid``,
-    ``AnsweredBy``). When a machine answered, the call is hung up through the REST API
-    (the ``"hangup"`` voicemail policy); answers 204. ``verify(request, form)`` checks the
-    carrier's signature (None: dev mode)."""
+    """``POST /{carrier}/amd`` (Twilio, Telnyx TeXML): the asynchronous answering-machine
+    result (``CallSid``, ``AnsweredBy``). When a machine answered, the call is hung up through
+    the REST API (the ``"hangup"`` voicemail policy: Twilio's ``Status=completed``, Telnyx's
+    Call Control ``hangup``; a call that already ended is fine); answers 204 (Telnyx: 200, which
+    it asks for). ``verify(request, raw_body, form)`` checks the carrier's signature (None: dev
+    mode)."""
+    if carrier not in ("twilio", "telnyx"):
+        raise ConfigError(f"amd_route: carrier must be twilio or telnyx, got {carrier!r}")
 
     async def amd(request: Request) -> Response:
-        body = (await request.body()).decode("utf-8", "replace")
-        form = dict(parse_qsl(body, keep_blank_values=True))
-        if verify is not None and not verify(request, form):
-            _log.warning("twilio AMD callback refused: bad signature")
+        raw = await request.body()
+        form = dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
+        if verify is not None and not verify(request, raw, form):
+            _log.warning("%s AMD callback refused: bad signature", carrier)
             return PlainTextResponse("bad signature", status_code=403)
         call_sid, answered_by = form.get("CallSid", ""), form.get("AnsweredBy", "")
         if not call_sid or not answered_by:
             return PlainTextResponse("no CallSid or AnsweredBy", status_code=400)
-        _log.info("twilio call %s answered by %s", call_sid, answered_by)
+        _log.info("%s call %s answered by %s", carrier, call_sid, answered_by)
         if answered_by in MACHINE_ANSWERS:
             api = control()
             try:
-                request_ = twilio_hangup(api.account, call_sid)
+                if carrier == "twilio":
+                    request_ = twilio_hangup(api.account, call_sid)
+                else:
+                    request_ = telnyx_action(call_sid, "hangup", {})
                 reply = await send(api, request_)
-                if not (200 <= reply.status < 300 or reply.status == 404):
+                if outcome(carrier, reply, "hangup") == "failed":
                     raise status_error(api, request_, reply)
             except Exception as exc:  # the carrier cannot be reached: say it, answer anyway
-                _log.error("twilio: could not hang up on the machine at call %s: %s",
-                           call_sid, redact(str(exc)))
+                _log.error("%s: could not hang up on the machine at call %s: %s",
+                           carrier, call_sid, redact(str(exc)))
                 return PlainTextResponse("hang-up failed", status_code=502)
-        return Response(status_code=204)
+        return Response(status_code=204 if carrier == "twilio" else 200)
 
-    return Route("/twilio/amd", amd, methods=["POST"])
+    return Route(f"/{carrier}/amd", amd, methods=["POST"])
 
 
 def _mac(key: bytes, to: str) -> str:
