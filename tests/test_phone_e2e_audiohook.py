@@ -20,7 +20,16 @@ import voicekit as vk
 import voicekit.serve
 from voicekit import phone
 from voicekit.conversation import scripted_llm
-from voicekit.events import Dtmf, HangUp, Mark, Played, ReplyStarted, ToolCall, TransferCall
+from voicekit.events import (
+    Dtmf,
+    HangUp,
+    Mark,
+    Played,
+    ReplyStarted,
+    SendDtmf,
+    ToolCall,
+    TransferCall,
+)
 from voicekit.phone import Digits
 
 RATE = 8000
@@ -164,3 +173,19 @@ async def test_an_idle_audiohook_caller_is_reprompted_then_disconnected():
     assert [m.get("kind") for m in final.messages_json()] == [None, "idle_reprompt",
                                                              "idle_goodbye"]
     assert final.memory["call_end"]["by"] == "idle"
+
+
+async def test_send_dtmf_cannot_be_done_on_audiohook_and_the_call_goes_on(caplog):
+    """Genesys's protocol has no way to play keys into the call: the ``SendDtmf`` is logged and
+    ignored, the agent's reply goes on, and a later ``end_call`` still ends the session."""
+    llm = scripted_llm(["Pressing one. ", ToolCall("c1", "send_dtmf", '{"digits": "1"}')],
+                       ["That is done. ", ToolCall("c2", "end_call")], "Goodbye.")
+    bot = PhoneAgent(llm, transcripts=["press one for me"],
+                     tools=[phone.send_dtmf(), phone.end_call()])
+    session = await call(bot, speak=1.0)
+    assert bot.went_out(SendDtmf) == [SendDtmf("1")]
+    assert "audiohook: SendDtmf is not supported here; ignored" in caplog.text
+    assert session.disconnect["parameters"] == {"reason": "completed"}
+    check_played_first(bot, session)
+    (final,) = bot.ended
+    assert final.memory["call_end"]["line"] == "Pressing one. That is done. Goodbye."
