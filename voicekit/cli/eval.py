@@ -88,7 +88,7 @@ def add_parser(subparsers: Any) -> None:
         help="seconds each recording's conversation may take (default: %(default)s)",
     )  # fmt: skip
     group.add_argument(
-        "--label", action="append", default=[], metavar="KEY=VALUE",
+        "--label", action="append", metavar="KEY=VALUE",
         help="a label kept in every result, e.g. --label turns=smart (repeatable)",
     )  # fmt: skip
     group.add_argument(
@@ -205,7 +205,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         spec = AgentSpec(agent_flags(args), args.agent)
         scenarios = expand_inputs(args.paths, realtime=args.realtime, time_limit=args.time_limit)
-        labels = {"agent": spec.describe(), **_labels(args.label)}
+        labels = {"agent": spec.describe(), **_labels(args.label or ())}
         baseline = read_jsonl(args.baseline) if args.baseline is not None else None
         workers = cores() if args.workers is None else args.workers
         if workers < 0:
