@@ -460,6 +460,34 @@ async def test_a_hung_recogniser_resumes_the_reply_at_max_pause() -> None:
     assert first_resumed.t >= 5.3 - 1e-9
 
 
+async def test_the_turn_of_a_noise_ends_when_the_recogniser_says_no_words() -> None:
+    silence = np.zeros(320, np.int16)
+
+    def line(start: float, end: float) -> list[Any]:
+        steps = round((end - start) / 0.02)
+        return [AudioChunk(silence, 16000, start + k * 0.02) for k in range(steps)]
+
+    marks = TurnStarted | TurnEnded
+    # a cough (2.0-2.3 s) whose answer, NoWords, arrives at 3.8 s: the turn ends then, not
+    # at the 5 s safety net (7.5 s) — the turn has no words, and none can come
+    items = [SpeechStarted(2.0), *line(2.0, 2.3), SpeechStopped(2.3), *line(2.3, 3.8)]
+    items += [NoWords(2.0), *line(3.8, 9.0)]
+    out = [x for x in await turns(items).list() if isinstance(x, marks)]
+    assert out == [TurnStarted(2.0), TurnEnded("", pytest.approx(3.8))]
+    # a NoWords of an earlier utterance is no answer to the last speech
+    items = [SpeechStarted(2.0), *line(2.0, 2.3), SpeechStopped(2.3), *line(2.3, 3.0)]
+    items += [NoWords(1.0), *line(3.0, 9.0)]
+    out = [x for x in await turns(items).list() if isinstance(x, marks)]
+    assert out == [TurnStarted(2.0), TurnEnded("", pytest.approx(7.5))]  # the stop's 2.5 + 5
+    # "hello", then a cough answered with no words: the turn ends by the answer rule (the
+    # stop's 0.2 s + 0.6 s), not after the recogniser's whole p99 wait
+    items = [SpeechStarted(0.0), *line(0.0, 0.5), SpeechStopped(0.5), Transcript("hello", t=0.0)]
+    items += [*line(0.5, 0.6), SpeechStarted(0.6), *line(0.6, 0.8), SpeechStopped(0.8)]
+    items += [NoWords(0.6), *line(0.8, 4.0)]
+    out = [x for x in await turns(items, stt_p99=2.0).list() if isinstance(x, marks)]
+    assert out == [TurnStarted(0.0), TurnEnded("hello", pytest.approx(1.6))]
+
+
 def test_strategy_values() -> None:
     default = Interruption()
     assert not default.cuts_at_once and Interruption.immediate().cuts_at_once

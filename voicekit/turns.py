@@ -68,6 +68,11 @@ first moment it is complete, has text, and either the answer has arrived or the 
 wait *w* has passed since *f*. Several stop strategies race: the first one to end the turn wins.
 In a stream with no VAD markers at all, each final transcript counts as a stop and its answer.
 
+A :class:`~voicekit.events.NoWords` (voicekit's recognisers say so of an utterance with no
+words: a cough, a click) that answers the last speech counts as its answer; if the turn has no
+text, it ends then (no earlier than *f*): there is nothing more to wait for, and an agent paused
+by the noise is not kept waiting for a turn that can never have words.
+
 Two safety nets: a turn that stays open with the user quiet for ``stop_timeout`` seconds (5 s)
 after the last activity ends anyway, even with no text, and the end of the stream ends an open
 turn. So every :class:`TurnStarted` is followed by exactly one :class:`TurnEnded`, whose ``text``
@@ -113,6 +118,7 @@ from . import _compute, _smart_turn
 from ._errors import ConfigError
 from .events import (
     AudioChunk,
+    NoWords,
     SpeechStarted,
     SpeechStopped,
     Transcript,
@@ -591,6 +597,8 @@ class _Turns:
         if self.stop_timeout is not None:
             times.append(self.activity + self.stop_timeout)
         fire, text_at = self.stop_fire, self.text_at
+        if fire is not None and text_at is None and self.final_at is not None and self.marked:
+            times.append(max(fire, self.final_at))  # the answer had no words: a noise
         if fire is not None and text_at is not None:
             p99 = DEFAULT_STT_P99 if self.p99 is None else self.p99
             wait = max(0.0, p99 - self.stop_secs)
@@ -675,6 +683,12 @@ class _Turns:
             return False
         return any(first - 1e-6 <= item.t <= last + 1e-6 for first, last in self.ended)
 
+    def _answers_no_words(self, item: NoWords) -> bool:
+        """Whether a :class:`NoWords` is the first answer to the last speech."""
+        if self.stop_fire is None or self.final_at is not None:
+            return False
+        return self.onset is None or item.t >= self.onset - 1e-6
+
     def _answers(self, item: Transcript) -> bool:
         """Whether a transcript belongs to the last speech (not to an earlier utterance)."""
         return self.onset is None or item.t >= self.onset - 1e-6
@@ -715,6 +729,10 @@ class _Turns:
             out.append(item)
         elif isinstance(item, Transcript):
             out = await self._transcript(item)
+        elif isinstance(item, NoWords):
+            if self.open and not self.speaking and self._answers_no_words(item):
+                self.final_at = self.now
+            out = [item]
         elif isinstance(item, STTLatency):
             self.p99, self.warned = item.p99, False
             out = [item]
