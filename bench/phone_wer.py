@@ -1,4 +1,4 @@
-"""Word error rate of Whisper tiny.en on phone-quality speech: source × condition → WER.
+"""Word error rate of a Whisper model on phone-quality speech: source × condition → WER.
 
 Each sentence is spoken by a source (Piper with ``deterministic=True``, or an espeak-ng voice),
 then heard through the real pipeline, one stream per sentence (``vad() | stt.whisper()``):
@@ -14,10 +14,13 @@ then heard through the real pipeline, one stream per sentence (``vad() | stt.whi
 Sentences: the five of tests/test_roundtrip.py (``--set roundtrip``), five phone-style ones not
 used while choosing the settings (``--set holdout``), or both (default). WER uses
 :func:`voicekit.stt.word_error_rate` over all sentences of a cell. STT time is the duration of
-each Whisper call (median and p90 per condition). Needs ``espeak-ng`` on PATH::
+each Whisper call (median and p90 per condition). ``--model`` picks the model (default tiny.en,
+or a CTranslate2 Whisper model directory: docs/phone-stt.md compares Whisper base this way),
+``--conditions`` a subset of the columns. Needs ``espeak-ng`` on PATH::
 
     python bench/phone_wer.py                 # all: 240 transcriptions, ~15 min
     python bench/phone_wer.py --set roundtrip --voices en-us:160
+    python bench/phone_wer.py --model /tmp/whisper-base --conditions "16k clean" "8k μ-law phone"
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ CONDITIONS = ["16k clean", "8k μ-law as-is", "8k as-is T0", "8k μ-law phone"]
 
 _times: dict[str, list[float]] = {}
 _condition = ""
+_model: str | None = None
 
 
 def _timed_transcribe() -> None:
@@ -90,13 +94,13 @@ async def heard(samples: np.ndarray, rate: int, condition: str) -> str:
     if condition == "16k clean":
         from voicekit.audio import resample
 
-        flow = flow | resample(rate=16000) | vad() | stt.whisper()
+        flow = flow | resample(rate=16000) | vad() | stt.whisper(model=_model)
     else:
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"model": _model}
         if condition == "8k μ-law as-is":
-            options = {"narrowband": False}
+            options["narrowband"] = False
         elif condition == "8k as-is T0":
-            options = {"narrowband": False, "options": {"temperature": 0.0}}
+            options.update(narrowband=False, options={"temperature": 0.0})
         flow = flow | telephone() | vad() | stt.whisper(**options)
     return " ".join(x.text for x in await flow.list() if isinstance(x, Transcript))
 
@@ -106,13 +110,18 @@ async def main() -> None:
     parser.add_argument("--set", choices=["roundtrip", "holdout", "all"], default="all")
     parser.add_argument("--voices", nargs="*", default=VOICES, help="espeak voice:speed")
     parser.add_argument("--no-piper", action="store_true")
+    parser.add_argument("--model", help="tiny.en (default) or a CTranslate2 Whisper model dir")
+    parser.add_argument("--conditions", nargs="*", choices=CONDITIONS, default=CONDITIONS)
     parser.add_argument("-v", "--verbose", action="store_true", help="print every transcript")
     args = parser.parse_args()
+    global _model
+    _model = args.model
+    conditions = args.conditions
     if args.voices and shutil.which("espeak-ng") is None:
         sys.exit("espeak-ng is not installed (apt-get install espeak-ng), or pass --voices")
     sentences = {"roundtrip": ROUNDTRIP, "holdout": HOLDOUT, "all": ROUNDTRIP + HOLDOUT}[args.set]
 
-    stt.preload()
+    stt.preload(_model)
     _timed_transcribe()
     sources: dict[str, Any] = {}
     if not args.no_piper:
@@ -129,29 +138,30 @@ async def main() -> None:
     for name, speak in sources.items():
         spoken = [speak(text) for text in sentences]
         table[name] = {}
-        for condition in CONDITIONS:
+        for condition in conditions:
             hyps = [await heard(samples, rate, condition) for samples, rate in spoken]
             table[name][condition] = stt.word_error_rate(reference, " ".join(hyps))
             words.setdefault(name, {})[condition] = hyps
             if args.verbose:
                 for hyp in hyps:
                     print(f"  {name} | {condition} | {hyp}", flush=True)
-        print(f"{name:24s}" + "".join(f"{table[name][c]:>17.3f}" for c in CONDITIONS), flush=True)
+        print(f"{name:24s}" + "".join(f"{table[name][c]:>17.3f}" for c in conditions), flush=True)
 
     count = len(stt.normalise_words(reference))
-    print(f"\nWER of Whisper tiny.en, {len(sentences)} sentences ({count} words) per cell\n")
-    print(f"| source | {' | '.join(CONDITIONS)} |")
-    print("|---|" + "---:|" * len(CONDITIONS))
+    label = _model or "tiny.en"
+    print(f"\nWER of Whisper {label}, {len(sentences)} sentences ({count} words) per cell\n")
+    print(f"| source | {' | '.join(conditions)} |")
+    print("|---|" + "---:|" * len(conditions))
     for name, row in table.items():
-        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in CONDITIONS) + " |")
+        print(f"| {name} | " + " | ".join(f"{row[c]:.3f}" for c in conditions) + " |")
     espeaks = [row for name, row in table.items() if name.startswith("espeak")]
     if espeaks:
-        means = [np.mean([row[c] for row in espeaks]) for c in CONDITIONS]
+        means = [np.mean([row[c] for row in espeaks]) for c in conditions]
         print("| **espeak mean** | " + " | ".join(f"**{m:.3f}**" for m in means) + " |")
     print("\nSTT time per utterance (s)\n")
     print("| condition | median | p90 | calls |")
     print("|---|---:|---:|---:|")
-    for condition in CONDITIONS:
+    for condition in conditions:
         times = _times.get(condition, [])
         if times:
             med, p90 = np.percentile(times, [50, 90])
