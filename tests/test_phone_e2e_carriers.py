@@ -7,6 +7,7 @@ carriers' fake REST API (``tests/servers/fake_rest.py``) on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -16,6 +17,9 @@ from servers.fake_telnyx import TelnyxCall
 from servers.phone_calls import PhoneAgent
 from servers.phone_rest import carrier_api, rest_api
 from servers.serving import serving, voicekit_tasks
+from streamdouble import api
+from streamdouble.scenario import parse
+from streamdouble.session import SessionConfig
 
 import voicekit as vk
 import voicekit.serve
@@ -155,4 +159,54 @@ async def test_the_send_dtmf_tool_on_a_fake_telnyx_call():
     assert request.t >= peer._t0 + echoed
     assert bot.ended[0].messages_json()[-1] == {"role": "assistant", "content": "I pressed two."}
     assert "call_end" not in bot.ended[0].memory  # the call went on
+    assert await voicekit_tasks() == []
+
+
+CARD = "4111111111111111"
+
+
+@pytest.mark.parametrize("carrier", ["twilio", "telnyx", "plivo"])
+async def test_a_card_number_keyed_on_each_carrier_is_never_shown(carrier, tmp_path, caplog):
+    """``collect_digits(sensitive=True)`` on a whole call: the keys come in as each carrier's
+    ``dtmf`` messages, the agent answers the masked turn, and neither the Session, the LLM, a
+    voicekit log line nor the call's recording has the number; ``Digits.value`` has it."""
+    caplog.set_level(logging.DEBUG)
+    llm = scripted_llm("Thank you, I have the card ending in one one one one.")
+    bot = PhoneAgent(llm, digits={"count": 16, "sensitive": True, "reveal_last": 4})
+    calls = tmp_path / "calls"
+    application = vk.serve.app(bot.on_call, carrier=carrier, dev=True, on_end=bot.on_end,
+                               record_dir=calls)
+    async with serving(application) as host:
+        if carrier == "twilio":
+            scenario = parse({"name": "card", "steps": [
+                {"wait": 0.3}, {"dtmf": CARD}, {"wait_for": {"event": "audio", "timeout": 30}},
+                {"wait": 3.5},
+            ]})
+            config = SessionConfig(response_timeout_s=10.0, quiet_period_s=1.0, max_drain_s=5.0)
+            report = await api.run_scenario(f"ws://{host}/twilio/media", scenario, config=config)
+            assert report.violations == []
+        else:
+            peer = (TelnyxCall(f"ws://{host}/telnyx/media") if carrier == "telnyx"
+                    else PlivoCall(f"ws://{host}/plivo/media"))
+            record = await peer.call(digits=[(0.3 + 0.06 * i, k) for i, k in enumerate(CARD)],
+                                     until=lambda r: bool(r.echoed), linger=0.3,
+                                     max_seconds=30)  # the answer (one sentence) was heard
+            assert record.violations == []
+        await asyncio.wait_for(bot.done.wait(), 10)
+    assert [d.digit for d in bot.came_in(Dtmf)] == list(CARD)  # they did come in
+    assert not bot.went_out(Dtmf)
+    (entry,) = bot.went_out(Digits)
+    assert entry.value == CARD and str(entry) == "••••••••••••1111"
+    (final,) = bot.ended
+    assert final.messages_json()[0] == {
+        "role": "user", "content": "The caller pressed 16 hidden keys ending in 1 1 1 1."}
+    assert final.messages_json()[1]["content"].startswith("Thank you")
+    ours = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("voicekit"))
+    assert "keypad entry" in ours
+    shown = [CARD, " ".join(CARD), "41111111"]
+    for text in (ours, str(final.messages_json()), str(llm.calls)):
+        assert not any(s in text for s in shown)
+    (transcript,) = calls.glob("*.json")
+    kept = transcript.read_text()
+    assert kept.count('"dtmf"') == 16 and not any(s in kept for s in shown)
     assert await voicekit_tasks() == []
