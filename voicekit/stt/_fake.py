@@ -40,15 +40,16 @@ async def fake(
     It cuts utterances exactly as :func:`whisper` does (at :class:`SpeechStopped`, at the end
     of a stream that stops mid-utterance, and every ``max_utterance`` seconds of an utterance
     that goes on; never audio without a :class:`SpeechStarted`) and answers the *n*-th one with
-    ``transcripts[n]``, after ``latency`` seconds (to play a slow recogniser). Once the script is
-    used up, further utterances yield nothing. ``transcripts`` may instead be a function
+    ``transcripts[n]``, after ``latency`` seconds (to play a slow recogniser); an empty text (and
+    every utterance once the script is used up) yields a :class:`~voicekit.events.NoWords`, as a
+    real recogniser does for a cough. ``transcripts`` may instead be a function
     ``f(samples, rate) -> str`` of the utterance's audio (int16 at 16 kHz). Markers pass
     through; audio only with ``pass_audio``.
 
     >>> from voicekit.events import SpeechStarted, SpeechStopped
     >>> items = [SpeechStarted(0.1), SpeechStopped(0.9), SpeechStarted(2.0), SpeechStopped(2.5)]
     >>> [type(x).__name__ for x in asyncio.run(fake(items, transcripts=["hi there"]).list())]
-    ['SpeechStarted', 'SpeechStopped', 'Transcript', 'SpeechStarted', 'SpeechStopped']
+    ['SpeechStarted', 'SpeechStopped', 'Transcript', 'SpeechStarted', 'SpeechStopped', 'NoWords']
     """
     if isinstance(transcripts, str):
         raise ConfigError("fake: transcripts must be a list of texts, not one string")

@@ -222,8 +222,8 @@ async def whisper(
     (or when the stream ends mid-utterance) the utterance — from ``pre_roll`` seconds before its
     onset — is transcribed in a worker thread and a ``Transcript(text, final=True, t=onset)`` is
     yielded as soon as it is ready, while the stream goes on. Markers and other items pass
-    through; audio chunks are consumed unless ``pass_audio=True``. Utterances with no words
-    yield nothing.
+    through; audio chunks are consumed unless ``pass_audio=True``. An utterance with no words
+    yields a :class:`~voicekit.events.NoWords` (its onset) instead.
 
     What the stage keeps is bounded: outside speech only the last ``pre_roll`` + 3 s; an
     utterance that reaches ``max_utterance`` seconds is cut at its quietest moment near the limit

@@ -169,7 +169,8 @@ async def openai_stt(
     mono WAV in a multipart form with ``model``, ``response_format=json`` and, when given,
     ``language`` (ISO 639-1, e.g. ``"en"``; None lets the service detect it), ``prompt``,
     ``temperature`` and any further ``options``. Each answer becomes a
-    ``Transcript(text, final=True, t=onset)``, in utterance order; empty texts yield nothing.
+    ``Transcript(text, final=True, t=onset)``, in utterance order; an empty text yields a
+    :class:`~voicekit.events.NoWords` instead.
     Markers and other items pass through; audio only with ``pass_audio``. An utterance longer
     than ``max_utterance`` seconds is sent in pieces; audio the VAD never called speech (a
     stream without markers included) is never sent.
