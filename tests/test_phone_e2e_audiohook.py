@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import numpy as np
+import pytest
 from servers.audiohook_client import AudioHookClient, Record
 from servers.phone_calls import PhoneAgent
 from servers.serving import serving, voicekit_tasks
@@ -21,6 +22,7 @@ import voicekit.serve
 from voicekit import phone
 from voicekit.conversation import scripted_llm
 from voicekit.events import (
+    AudioChunk,
     Dtmf,
     HangUp,
     Mark,
@@ -189,3 +191,24 @@ async def test_send_dtmf_cannot_be_done_on_audiohook_and_the_call_goes_on(caplog
     check_played_first(bot, session)
     (final,) = bot.ended
     assert final.memory["call_end"]["line"] == "Pressing one. That is done. Goodbye."
+
+
+async def test_the_idle_timer_counts_from_when_the_reply_played_on_the_callers_clock():
+    """The caller speaks first (the agent's reply starts seconds into the stream): the
+    ``Played`` of the reply's mark is stamped on the stream's clock (where the caller's audio
+    is), so the silence is counted from when the reply finished playing, not from how much
+    audio the agent had sent."""
+    bot = PhoneAgent(scripted_llm("Sure, one moment please."), transcripts=["can you help"],
+                     idle=phone.idle(2.0, reprompts=0, goodbye="Goodbye for now."))
+    session = await call(bot, speak=3.0)
+    check_played_first(bot, session)
+    answer, goodbye = bot.went_out(ReplyStarted)
+    assert answer.turn == "can you help" and goodbye.turn is None
+    (mark,) = [x for x in bot.outbound[: bot.outbound.index(goodbye)] if isinstance(x, Mark)]
+    at = next(i for i, x in enumerate(bot.inbound) if isinstance(x, Played)
+              and x.name == mark.name)
+    played = bot.inbound[at]
+    heard_until = max(x.end for x in bot.inbound[:at] if isinstance(x, AudioChunk))
+    assert abs(played.t - heard_until) < 0.1  # the caller's stream clock, when it played
+    assert played.t > 3.0  # the reply began after the caller's 3 s of speech
+    assert goodbye.t == pytest.approx(played.t + 2.0, abs=0.03)

@@ -74,7 +74,8 @@ class _Packets(_Outbound):
 
     Genesys acknowledges no audio, and plays what it gets in real time: a
     :class:`~voicekit.Mark` comes back inbound as :class:`~voicekit.Played` when the audio
-    before it has played by our send clock; an ``Interrupted`` drops the marks still pending."""
+    before it has played by our send clock (``played`` stamps it with the stream's time); an
+    ``Interrupted`` drops the marks still pending."""
 
     __slots__ = ("_marks", "_played")
 
@@ -305,7 +306,12 @@ async def run_session(
     inbound.put(started)
     for event in early:
         inbound.put(event)
-    outbound = _Packets(codec, protocol.cell, socket, lead, inbound.put)
+    def played(event: Played) -> None:
+        # on the stream's clock (where the caller's audio is), as the carriers' acks are: the
+        # send clock's seconds of audio lag it by every pause before the agent spoke
+        inbound.put(replace(event, t=protocol.state.samples / codec.rate))
+
+    outbound = _Packets(codec, protocol.cell, socket, lead, played)
     outbound.act = _actor(protocol)
     language = {"language": started.parameters["language"]} \
         if started.parameters.get("language") else {}
