@@ -189,9 +189,10 @@ def test_uninspectable_callables_accept_nothing(count_signatures: list[Any]) -> 
 
     fn.__signature__ = "not a signature"  # type: ignore[attr-defined]
     assert accepted_context(fn) == frozenset()
-    assert accepted_context(print) == frozenset()  # a builtin: the fallback cache
-    assert accepted_context(print) == frozenset()
-    assert count_signatures.count(print) == 1
+    # a builtin without a signature (not print: Ray replaces builtins.print once it has run)
+    assert accepted_context(getattr) == frozenset()  # the fallback cache
+    assert accepted_context(getattr) == frozenset()
+    assert count_signatures.count(getattr) == 1
 
 
 @pytest.mark.parametrize(

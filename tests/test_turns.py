@@ -620,7 +620,9 @@ def conversations(draw: Any) -> tuple[list[Timed], list[str], float]:
     return events, texts, t + 1.0
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=60, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 @given(conversations(), st.sampled_from(["default", "p99", "analyzer", "words"]))
 def test_turns_are_balanced_and_keep_every_word(
     conversation: tuple[list[Timed], list[str], float], setup: str
